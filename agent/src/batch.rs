@@ -1,0 +1,202 @@
+//! The batcher: groups what the reader yields into protocol batches.
+//!
+//! A batch closes when it holds `entries` entries, when one more entry
+//! would take it past `bytes` encoded bytes, or `linger` after the first
+//! thing read into it — the timer starts with the first entry, so an idle
+//! journal sends nothing. Filtered entries are not shipped but still move
+//! the batch's `last_cursor`; when everything read within a linger was
+//! filtered out, a batch without entries carries the new position, so a
+//! restart does not read it all again.
+//!
+//! Batches chain: each carries `seq` (1, 2, …), `prev_cursor` (the
+//! previous batch's `last_cursor`, the session's start cursor for the
+//! first) and `last_cursor`, and the `gap_entries` the reader reported
+//! since the previous batch.
+
+use crate::filter::Filter;
+use crate::metrics::Metrics;
+use crate::reader::{ReadEvent, ReaderError, ReaderItem};
+use jr_proto::v1::Batch;
+use prost::Message;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// When a batch closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub entries: usize,
+    pub bytes: usize,
+    pub linger: Duration,
+}
+
+impl Limits {
+    /// Tightens these limits by the server's (0 means "no limit").
+    pub fn within(self, server_entries: u32, server_bytes: u64) -> Limits {
+        let cap = |ours: usize, theirs: u64| match usize::try_from(theirs) {
+            Ok(0) | Err(_) => ours,
+            Ok(t) => ours.min(t),
+        };
+        Limits {
+            entries: cap(self.entries, u64::from(server_entries)),
+            bytes: cap(self.bytes, server_bytes),
+            linger: self.linger,
+        }
+    }
+}
+
+/// A closed batch and its encoded size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingBatch {
+    pub batch: Batch,
+    pub bytes: usize,
+}
+
+/// What the batcher sends: batches, then the reader's error if it failed.
+/// A closed channel means the reader reached the end and all was flushed.
+pub type BatcherItem = Result<PendingBatch, ReaderError>;
+
+/// The batching state, free of I/O so it can be tested directly.
+#[derive(Debug)]
+pub struct Batcher {
+    limits: Limits,
+    filter: Filter,
+    metrics: Arc<Metrics>,
+    seq: u64,
+    prev_cursor: String,
+    current: Batch,
+    bytes: usize,
+    /// Something (shipped or filtered) was read since the last batch.
+    dirty: bool,
+    opened_at: Option<Instant>,
+}
+
+impl Batcher {
+    /// `start_cursor` is the position the session resumes from; the first
+    /// batch's `prev_cursor`.
+    pub fn new(
+        limits: Limits,
+        filter: Filter,
+        start_cursor: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Batcher {
+            limits,
+            filter,
+            metrics,
+            seq: 0,
+            prev_cursor: start_cursor,
+            current: Batch::default(),
+            bytes: 0,
+            dirty: false,
+            opened_at: None,
+        }
+    }
+
+    /// When the open batch must close, if one is open.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.opened_at.map(|t| t + self.limits.linger)
+    }
+
+    /// Adds one event; closed batches are appended to `out`.
+    pub fn push(&mut self, event: ReadEvent, out: &mut Vec<PendingBatch>) {
+        match event {
+            ReadEvent::Gap(gap) => self.current.gap_entries += gap.entries,
+            ReadEvent::Entry(entry) => {
+                self.opened_at.get_or_insert_with(Instant::now);
+                if !self.filter.accepts(&entry) {
+                    Metrics::add(&self.metrics.filtered, 1);
+                    self.current.last_cursor = entry.cursor;
+                    self.dirty = true;
+                    return;
+                }
+                let len = entry.encoded_len();
+                let size = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+                if !self.current.entries.is_empty() && self.bytes + size > self.limits.bytes {
+                    out.extend(self.take());
+                    self.opened_at = Some(Instant::now());
+                }
+                self.current.last_cursor.clone_from(&entry.cursor);
+                self.current.entries.push(entry);
+                self.bytes += size;
+                self.dirty = true;
+                if self.current.entries.len() >= self.limits.entries
+                    || self.bytes >= self.limits.bytes
+                {
+                    out.extend(self.take());
+                }
+            }
+        }
+    }
+
+    /// Closes the open batch, if anything was read into it.
+    pub fn take(&mut self) -> Option<PendingBatch> {
+        self.opened_at = None;
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        self.seq += 1;
+        let mut batch = std::mem::take(&mut self.current);
+        batch.seq = self.seq;
+        batch.prev_cursor = std::mem::replace(&mut self.prev_cursor, batch.last_cursor.clone());
+        self.bytes = 0;
+        let bytes = batch.encoded_len();
+        Some(PendingBatch { batch, bytes })
+    }
+}
+
+/// Runs a batcher between the reader's channel and the session's. Ends
+/// when the reader ends (after flushing) or the session is gone.
+pub async fn run(
+    mut input: mpsc::Receiver<ReaderItem>,
+    output: mpsc::Sender<BatcherItem>,
+    mut batcher: Batcher,
+) {
+    let mut closed = Vec::new();
+    loop {
+        let deadline = batcher.deadline();
+        tokio::select! {
+            biased;
+            item = input.recv() => match item {
+                Some(Ok(event)) => batcher.push(event, &mut closed),
+                Some(Err(e)) => {
+                    closed.extend(batcher.take());
+                    for b in closed.drain(..) {
+                        if output.send(Ok(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = output.send(Err(e)).await;
+                    return;
+                }
+                None => {
+                    closed.extend(batcher.take());
+                    for b in closed.drain(..) {
+                        if output.send(Ok(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            },
+            () = sleep_until_opt(deadline) => closed.extend(batcher.take()),
+        }
+        for b in closed.drain(..) {
+            if output.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

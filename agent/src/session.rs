@@ -1,0 +1,496 @@
+//! One session with the server: connect, Hello/Welcome, decide where to
+//! start, then pump batches from a fresh reader and batcher while matching
+//! acknowledgements.
+//!
+//! Flow control: at most `max_inflight` batches, and at most
+//! `max_inflight × batch_bytes` encoded bytes, are sent and not yet
+//! acknowledged; when the window is full the session stops taking batches,
+//! which stops the batcher, the reader and finally journalctl on its pipe.
+//! Nothing is dropped: the journal is the buffer.
+//!
+//! Any failure ends the session (dropping the reader kills journalctl);
+//! the caller reconnects, and the server's Welcome cursor says where to
+//! resume, so batches lost in flight are simply read again.
+
+use crate::batch::{self, Batcher, BatcherItem, Limits, PendingBatch};
+use crate::config::{AgentConfig, Compression, StartPosition, Validated};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::reader::{Reader, ReaderError, ReaderOptions, StartAt};
+use crate::state::{self, State};
+use jr_journal::cursor::Cursor;
+use jr_proto::v1::ingest_client::IngestClient;
+use jr_proto::v1::{ship_request, ship_response, Hello, ShipRequest, ShipResponse, Welcome};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use tonic::codec::{CompressionEncoding, Streaming};
+use tonic::transport::Endpoint;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server may take to answer Hello (it may first fence an
+/// older session of this machine).
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for outstanding acknowledgements.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest server message accepted (acks and welcomes are small).
+const MAX_DECODING: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        server: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("server error: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("the server sent an invalid resume cursor {cursor:?}: {reason}")]
+    BadServerCursor { cursor: String, reason: String },
+    #[error("the server closed the stream")]
+    ServerClosed,
+    #[error("timed out waiting for the server's {0}")]
+    Timeout(&'static str),
+    #[error(transparent)]
+    Reader(#[from] ReaderError),
+}
+
+/// How a session ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// `--no-follow`: everything read was acknowledged.
+    Finished,
+    /// The shutdown token fired.
+    Shutdown,
+}
+
+/// Where the start position came from, for logs and for dropping a bad
+/// state-file cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Server,
+    StateFile,
+    StartFlag,
+}
+
+/// Everything a session needs that outlives it.
+#[derive(Debug)]
+pub struct Context {
+    pub config: AgentConfig,
+    pub validated: Validated,
+    pub identity: Identity,
+    pub metrics: Arc<Metrics>,
+    /// When the agent started; `--start 1h` counts back from here.
+    pub started_at: SystemTime,
+}
+
+/// What the caller learns from a session, error or not.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Sessions that failed in a row before this one (set by the caller),
+    /// so recovery is logged when it happens.
+    pub prior_failures: u64,
+    /// At least one batch was acknowledged.
+    pub progressed: bool,
+    /// The start position's origin, once decided.
+    pub origin: Option<Origin>,
+    /// A reader was started.
+    pub reader_started: bool,
+}
+
+/// The session's start position.
+fn start_from(
+    welcome: &Welcome,
+    saved: Option<&State>,
+    start: StartPosition,
+    started_at: SystemTime,
+) -> Result<(StartAt, Origin), SessionError> {
+    if !welcome.cursor.is_empty() {
+        let c = welcome
+            .cursor
+            .parse::<Cursor>()
+            .map_err(|e| SessionError::BadServerCursor {
+                cursor: welcome.cursor.clone(),
+                reason: e.to_string(),
+            })?;
+        return Ok((StartAt::After(c), Origin::Server));
+    }
+    if let Some(s) = saved {
+        match s.cursor.parse::<Cursor>() {
+            Ok(c) => return Ok((StartAt::After(c), Origin::StateFile)),
+            Err(e) => {
+                tracing::warn!(cursor = %s.cursor, error = %e, "ignoring the state file's invalid cursor")
+            }
+        }
+    }
+    let at = match start {
+        StartPosition::Head => StartAt::Head,
+        StartPosition::Tail => StartAt::Tail,
+        StartPosition::Ago(d) => {
+            StartAt::Since(started_at.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH))
+        }
+    };
+    Ok((at, Origin::StartFlag))
+}
+
+/// Runs one session. `use_state_file` is false once the state file's
+/// cursor proved unusable.
+pub async fn run(
+    ctx: &Context,
+    shutdown: &CancellationToken,
+    use_state_file: bool,
+    outcome: &mut Outcome,
+) -> Result<SessionEnd, SessionError> {
+    let cfg = &ctx.config;
+    let endpoint = Endpoint::from_shared(cfg.server.clone())
+        .map_err(|source| SessionError::Connect {
+            server: cfg.server.clone(),
+            source,
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let channel = tokio::select! {
+        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        c = endpoint.connect() => c.map_err(|source| SessionError::Connect { server: cfg.server.clone(), source })?,
+    };
+    let mut client = IngestClient::new(channel).max_decoding_message_size(MAX_DECODING);
+    let encoding = match cfg.compression {
+        Compression::Gzip => Some(CompressionEncoding::Gzip),
+        Compression::Zstd => Some(CompressionEncoding::Zstd),
+        Compression::None => None,
+    };
+    if let Some(enc) = encoding {
+        client = client.send_compressed(enc).accept_compressed(enc);
+    }
+
+    // Hello goes into the request stream before the call, so a server
+    // that waits for it before answering cannot deadlock with us.
+    let (requests, request_rx) = mpsc::channel::<ShipRequest>(cfg.max_inflight + 1);
+    let hello = Hello {
+        machine_id: ctx.identity.machine_id.clone(),
+        hostname: ctx.identity.hostname.clone(),
+        boot_id: ctx.identity.boot_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    requests
+        .try_send(ShipRequest {
+            kind: Some(ship_request::Kind::Hello(hello)),
+        })
+        .map_err(|_| SessionError::ServerClosed)?;
+    let call = tokio::time::timeout(
+        WELCOME_TIMEOUT,
+        client.ship(ReceiverStream::new(request_rx)),
+    );
+    let mut inbound = tokio::select! {
+        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        r = call => r.map_err(|_| SessionError::Timeout("response"))??.into_inner(),
+    };
+    let first = tokio::select! {
+        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        m = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()) => m.map_err(|_| SessionError::Timeout("welcome"))??,
+    };
+    let welcome = match first {
+        Some(ShipResponse {
+            kind: Some(ship_response::Kind::Welcome(w)),
+        }) => w,
+        Some(other) => {
+            return Err(SessionError::Protocol(format!(
+                "expected Welcome, got {other:?}"
+            )))
+        }
+        None => return Err(SessionError::ServerClosed),
+    };
+
+    let saved = match (&cfg.state_file, use_state_file && welcome.cursor.is_empty()) {
+        (Some(path), true) => state::load(path, &ctx.identity.machine_id).await,
+        _ => None,
+    };
+    let (start, origin) = start_from(&welcome, saved.as_ref(), cfg.start, ctx.started_at)?;
+    outcome.origin = Some(origin);
+    let limits = Limits {
+        entries: cfg.batch_entries,
+        bytes: cfg.batch_bytes,
+        linger: cfg.linger,
+    }
+    .within(welcome.max_batch_entries, welcome.max_batch_bytes);
+    tracing::info!(
+        server = %cfg.server,
+        machine_id = %ctx.identity.machine_id,
+        server_cursor = %welcome.cursor,
+        known = welcome.known,
+        start = %start,
+        origin = ?origin,
+        "session started"
+    );
+
+    let reader = Reader::spawn(
+        &ReaderOptions {
+            source: ctx.validated.source.clone(),
+            start,
+            follow: !cfg.no_follow,
+            max_field_bytes: cfg.max_field_bytes,
+        },
+        ctx.metrics.clone(),
+    )?;
+    outcome.reader_started = true;
+    let (events, reader_guard) = reader.into_parts();
+    let (batch_tx, batches) = mpsc::channel::<BatcherItem>(1);
+    let batcher = Batcher::new(
+        limits,
+        ctx.validated.filter.clone(),
+        welcome.cursor.clone(),
+        ctx.metrics.clone(),
+    );
+    let batcher_task = AbortOnDropHandle::new(tokio::spawn(batch::run(events, batch_tx, batcher)));
+
+    let mut pump = Pump {
+        ctx,
+        requests,
+        inbound,
+        batches,
+        inflight: VecDeque::new(),
+        inflight_bytes: 0,
+        byte_budget: limits.bytes.saturating_mul(cfg.max_inflight),
+        state_file: cfg.state_file.clone(),
+        outcome,
+    };
+    let end = pump.run(shutdown).await;
+    // Stop journalctl before the batcher, so nothing is read for nobody.
+    drop(reader_guard);
+    drop(batcher_task);
+    end
+}
+
+struct Pump<'a> {
+    ctx: &'a Context,
+    requests: mpsc::Sender<ShipRequest>,
+    inbound: Streaming<ShipResponse>,
+    batches: mpsc::Receiver<BatcherItem>,
+    /// (seq, entries, bytes, last_cursor) of sent, unacknowledged batches.
+    inflight: VecDeque<(u64, u64, usize, String)>,
+    inflight_bytes: usize,
+    byte_budget: usize,
+    state_file: Option<PathBuf>,
+    outcome: &'a mut Outcome,
+}
+
+impl Pump<'_> {
+    fn window_open(&self, next: &PendingBatch) -> bool {
+        self.inflight.is_empty()
+            || (self.inflight.len() < self.ctx.config.max_inflight
+                && self.inflight_bytes + next.bytes <= self.byte_budget)
+    }
+
+    fn send(&mut self, p: PendingBatch) -> Result<(), SessionError> {
+        let entries = p.batch.entries.len() as u64;
+        let seq = p.batch.seq;
+        let last = p.batch.last_cursor.clone();
+        // The channel holds max_inflight + 1 and never more than the
+        // window's batches are queued, so it cannot be full.
+        self.requests
+            .try_send(ShipRequest {
+                kind: Some(ship_request::Kind::Batch(p.batch)),
+            })
+            .map_err(|_| SessionError::ServerClosed)?;
+        self.inflight.push_back((seq, entries, p.bytes, last));
+        self.inflight_bytes += p.bytes;
+        let m = &self.ctx.metrics;
+        Metrics::add(&m.shipped, entries);
+        Metrics::add(&m.bytes_sent, p.bytes as u64);
+        Ok(())
+    }
+
+    async fn on_response(&mut self, msg: Option<ShipResponse>) -> Result<(), SessionError> {
+        let ack = match msg {
+            Some(ShipResponse {
+                kind: Some(ship_response::Kind::Ack(a)),
+            }) => a,
+            Some(other) => {
+                return Err(SessionError::Protocol(format!(
+                    "expected Ack, got {other:?}"
+                )))
+            }
+            None => return Err(SessionError::ServerClosed),
+        };
+        let Some((seq, entries, bytes, last)) = self.inflight.pop_front() else {
+            return Err(SessionError::Protocol(format!(
+                "Ack for seq {} with no batch outstanding",
+                ack.seq
+            )));
+        };
+        if ack.seq != seq {
+            return Err(SessionError::Protocol(format!(
+                "Ack for seq {} while the oldest unacknowledged batch is {seq}",
+                ack.seq
+            )));
+        }
+        self.inflight_bytes -= bytes;
+        Metrics::add(&self.ctx.metrics.acknowledged, entries);
+        if !self.outcome.progressed && self.outcome.prior_failures > 0 {
+            tracing::info!(
+                failed_sessions = self.outcome.prior_failures,
+                "shipping again: the server acknowledged a batch"
+            );
+        }
+        self.outcome.progressed = true;
+        let cursor = if ack.cursor.is_empty() {
+            last
+        } else {
+            ack.cursor
+        };
+        if let (Some(path), false) = (&self.state_file, cursor.is_empty()) {
+            let s = State {
+                machine_id: self.ctx.identity.machine_id.clone(),
+                cursor,
+            };
+            if let Err(e) = state::save(path, &s).await {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the state file");
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<SessionEnd, SessionError> {
+        let mut pending: Option<PendingBatch> = None;
+        let mut input_done = false;
+        loop {
+            if let Some(p) = pending.take() {
+                if self.window_open(&p) {
+                    self.send(p)?;
+                } else {
+                    pending = Some(p);
+                }
+            }
+            if input_done && pending.is_none() && self.inflight.is_empty() {
+                return Ok(self.finish().await);
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(self.drain().await),
+                msg = self.inbound.message() => {
+                    let msg = msg?;
+                    self.on_response(msg).await?;
+                }
+                item = self.batches.recv(), if pending.is_none() && !input_done => match item {
+                    Some(Ok(p)) => pending = Some(p),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => input_done = true,
+                },
+            }
+        }
+    }
+
+    /// Ends a `--no-follow` session: close our side, let the server close its.
+    async fn finish(&mut self) -> SessionEnd {
+        let (tx, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.requests, tx));
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inbound.message()).await;
+        SessionEnd::Finished
+    }
+
+    /// Shutdown: stop reading, wait (bounded) for outstanding acks.
+    async fn drain(&mut self) -> SessionEnd {
+        self.batches.close();
+        let waiting = self.inflight.len();
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while !self.inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, self.inbound.message()).await {
+                Ok(Ok(msg)) => {
+                    if let Err(e) = self.on_response(msg).await {
+                        tracing::warn!(error = %e, "while waiting for acknowledgements at shutdown");
+                        break;
+                    }
+                }
+                Ok(Err(status)) => {
+                    tracing::warn!(error = %status, "while waiting for acknowledgements at shutdown");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        outstanding = self.inflight.len(),
+                        "gave up waiting for acknowledgements at shutdown; they will be resent"
+                    );
+                    break;
+                }
+            }
+        }
+        if waiting > 0 && self.inflight.is_empty() {
+            tracing::info!(
+                batches = waiting,
+                "outstanding batches acknowledged before shutdown"
+            );
+        }
+        SessionEnd::Shutdown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: &str = "s=4f30609c77d9406e86aba8a29393cad7;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=60a24181e4000;x=782928888f5f5546";
+
+    #[test]
+    fn start_prefers_server_then_state_then_flag() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let known = Welcome {
+            cursor: C.into(),
+            known: true,
+            ..Default::default()
+        };
+        let unknown = Welcome::default();
+        let saved = State {
+            machine_id: "m".into(),
+            cursor: C.replace("i=1", "i=2"),
+        };
+        let (at, o) = start_from(&known, Some(&saved), StartPosition::Tail, now).unwrap();
+        assert_eq!(
+            (o, matches!(at, StartAt::After(c) if c.seqnum == 1)),
+            (Origin::Server, true)
+        );
+        let (at, o) = start_from(&unknown, Some(&saved), StartPosition::Tail, now).unwrap();
+        assert_eq!(
+            (o, matches!(at, StartAt::After(c) if c.seqnum == 2)),
+            (Origin::StateFile, true)
+        );
+        let (at, o) = start_from(&unknown, None, StartPosition::Tail, now).unwrap();
+        assert_eq!((at, o), (StartAt::Tail, Origin::StartFlag));
+        let (at, _) = start_from(
+            &unknown,
+            None,
+            StartPosition::Ago(Duration::from_secs(100)),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            at,
+            StartAt::Since(SystemTime::UNIX_EPOCH + Duration::from_secs(9_900))
+        );
+        let bad_saved = State {
+            machine_id: "m".into(),
+            cursor: "junk".into(),
+        };
+        let (at, _) = start_from(&unknown, Some(&bad_saved), StartPosition::Head, now).unwrap();
+        assert_eq!(at, StartAt::Head);
+        let garbage = Welcome {
+            cursor: "junk".into(),
+            known: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            start_from(&garbage, None, StartPosition::Head, now),
+            Err(SessionError::BadServerCursor { .. })
+        ));
+    }
+}
