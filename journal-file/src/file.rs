@@ -1,0 +1,440 @@
+//! One journal file: its header, the chain of entry arrays that lists every
+//! entry in file order, and the decoding of an entry into the shared entry
+//! model, exactly as `journalctl -o export` prints it.
+//!
+//! Damage inside the file is never fatal: an entry array chain that breaks
+//! ends the file's list there, an entry that does not check out is skipped,
+//! and a data item that does not check out is left out of its entry. Each
+//! of these is counted in [`ReadStats`].
+
+use crate::decompress::{Decompressor, OBJECT_COMPRESSED_MASK};
+use crate::error::{Bad, Error};
+use crate::header::{id128_hex, Header, HEADER_MAX};
+use crate::object::{self, EntryMeta};
+use crate::source::Source;
+use crate::{Options, ReadStats};
+use bytes::Bytes;
+use jr_journal::{Entry, Field};
+use rustc_hash::FxHashMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Entry array items read per positioned read.
+const ARRAY_CHUNK_ITEMS: u64 = 8192;
+/// Decoded data objects kept for reuse are at most this large each...
+const CACHE_VALUE_MAX: usize = 16 << 10;
+/// ...and at most this large together; the cache starts over beyond it.
+const CACHE_BYTES_MAX: usize = 64 << 20;
+
+const BOOT_ID_FIELD: &str = "_BOOT_ID";
+
+/// Where loading of entry offsets continues along the entry array chain.
+#[derive(Debug, Default)]
+struct Chain {
+    /// The array being consumed; 0 before the first.
+    array: u64,
+    /// Items of `array` already taken.
+    consumed: u64,
+    /// The chain was found broken; nothing more is loaded from it.
+    broken: bool,
+}
+
+/// A journal file open for reading.
+pub struct JournalFile {
+    path: PathBuf,
+    src: Source,
+    header: Header,
+    seqnum_id_hex: String,
+    identity: (u64, u64),
+    offsets: Vec<u64>,
+    chain: Chain,
+    cache: FxHashMap<u64, (Box<str>, Bytes)>,
+    cache_bytes: usize,
+    items: Vec<u64>,
+    boot: Option<([u8; 16], Bytes)>,
+    decompressor: Decompressor,
+    max_payload: usize,
+    stats: ReadStats,
+}
+
+impl std::fmt::Debug for JournalFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalFile")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .field("entries", &self.offsets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl JournalFile {
+    /// Opens a journal file and lists its entries. Fails for a file that is
+    /// not a journal, cannot be read, or uses unknown incompatible features
+    /// ([`Error::Unsupported`]).
+    pub fn open(path: impl AsRef<Path>) -> Result<JournalFile, Error> {
+        Self::open_with(path, &Options::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<JournalFile, Error> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(io_err(path))?;
+        let meta = file.metadata().map_err(io_err(path))?;
+        let src = Source::new(file).map_err(io_err(path))?;
+        let header = read_header(path, &src)?;
+        let mut f = JournalFile {
+            path: path.to_owned(),
+            seqnum_id_hex: id128_hex(&header.seqnum_id),
+            identity: (meta.dev(), meta.ino()),
+            src,
+            header,
+            offsets: Vec::new(),
+            chain: Chain::default(),
+            cache: FxHashMap::default(),
+            cache_bytes: 0,
+            items: Vec::new(),
+            boot: None,
+            decompressor: Decompressor::new(),
+            max_payload: opts.max_payload,
+            stats: ReadStats::default(),
+        };
+        f.load_offsets();
+        Ok(f)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Device and inode of the open file: a renamed file keeps them.
+    pub fn identity(&self) -> (u64, u64) {
+        self.identity
+    }
+
+    /// Entries listed so far (grows with [`JournalFile::refresh`]).
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    pub fn stats(&self) -> ReadStats {
+        self.stats
+    }
+
+    /// Re-reads the header and lists entries appended since. Returns how
+    /// many new entries were listed.
+    pub fn refresh(&mut self) -> Result<usize, Error> {
+        self.src.refresh().map_err(io_err(&self.path))?;
+        let header = read_header(&self.path, &self.src)?;
+        if header.seqnum_id != self.header.seqnum_id || header.file_id != self.header.file_id {
+            return Err(Error::Corrupt {
+                path: self.path.clone(),
+                offset: 0,
+                what: "file identity changed under the reader",
+            });
+        }
+        self.header = header;
+        let before = self.offsets.len();
+        self.load_offsets();
+        Ok(self.offsets.len() - before)
+    }
+
+    fn load_offsets(&mut self) {
+        if let Err(bad) = self.walk_chain() {
+            self.chain.broken = true;
+            self.stats.bad_arrays += 1;
+            tracing::warn!(path = %self.path.display(), error = %bad.into_error(&self.path), "entry array chain ends early");
+        }
+    }
+
+    fn walk_chain(&mut self) -> Result<(), Bad> {
+        let compact = self.header.compact();
+        let item = if compact { 4u64 } else { 8 };
+        let limit = self.header.n_entries;
+        let hs = self.header.header_size;
+        while !self.chain.broken && (self.offsets.len() as u64) < limit {
+            if self.chain.array == 0 {
+                if self.header.entry_array_offset == 0 {
+                    return Ok(());
+                }
+                self.chain.array = self.header.entry_array_offset;
+                self.chain.consumed = 0;
+            }
+            let arr = object::entry_array(&mut self.src, hs, compact, self.chain.array)?;
+            while self.chain.consumed < arr.n_items && (self.offsets.len() as u64) < limit {
+                let n = (arr.n_items - self.chain.consumed)
+                    .min(ARRAY_CHUNK_ITEMS)
+                    .min(limit - self.offsets.len() as u64);
+                let at = arr.items_offset + self.chain.consumed * item;
+                let b = self.src.get(at, (n * item) as usize)?;
+                let mut taken = 0;
+                for c in b.chunks_exact(item as usize) {
+                    let off = if compact {
+                        u64::from(object::le32(c, 0))
+                    } else {
+                        object::le64(c, 0)
+                    };
+                    // A zero slot is not written yet.
+                    if off == 0 {
+                        break;
+                    }
+                    self.offsets.push(off);
+                    taken += 1;
+                }
+                self.chain.consumed += taken;
+                if taken < n {
+                    return Ok(());
+                }
+            }
+            if self.chain.consumed < arr.n_items || arr.next == 0 {
+                return Ok(());
+            }
+            if arr.next <= self.chain.array {
+                return Err(Bad::corrupt(
+                    self.chain.array,
+                    "entry array chain loops back",
+                ));
+            }
+            self.chain.array = arr.next;
+            self.chain.consumed = 0;
+        }
+        Ok(())
+    }
+
+    /// The fixed part of the entry at `index` in file order.
+    pub fn meta(&mut self, index: usize) -> Option<Result<EntryMeta, Error>> {
+        let off = *self.offsets.get(index)?;
+        Some(
+            object::entry_meta(
+                &mut self.src,
+                self.header.header_size,
+                self.header.compact(),
+                off,
+            )
+            .map_err(|b| b.into_error(&self.path)),
+        )
+    }
+
+    pub(crate) fn meta_counted(&mut self, index: usize) -> Option<EntryMeta> {
+        match self.meta(index)? {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.stats.bad_entries += 1;
+                tracing::warn!(error = %e, "skipping a damaged entry");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn seqnum_id(&self) -> &[u8; 16] {
+        &self.header.seqnum_id
+    }
+
+    /// Decodes the entry `meta` into the shared model: cursor, timestamps
+    /// and fields in item order, `_BOOT_ID` first as journalctl prints it.
+    pub fn decode(&mut self, meta: &EntryMeta) -> Result<Entry, Error> {
+        self.decode_inner(meta)
+            .map_err(|b| b.into_error(&self.path))
+    }
+
+    fn decode_inner(&mut self, meta: &EntryMeta) -> Result<Entry, Bad> {
+        let compact = self.header.compact();
+        let mut items = std::mem::take(&mut self.items);
+        items.clear();
+        let res = object::entry_items(&mut self.src, compact, meta, &mut items);
+        if let Err(b) = res {
+            self.items = items;
+            return Err(b);
+        }
+        let mut fields = Vec::with_capacity(items.len() + 1);
+        fields.push(Field {
+            name: BOOT_ID_FIELD.to_owned(),
+            value: self.boot_value(&meta.boot_id),
+        });
+        for &off in &items {
+            match self.data_field(off) {
+                Ok(Some(f)) => {
+                    if f.name != BOOT_ID_FIELD {
+                        fields.push(f);
+                    }
+                }
+                // journalctl stops printing an entry at a malformed field.
+                Ok(None) => break,
+                Err(b) => {
+                    self.stats.bad_items += 1;
+                    tracing::warn!(error = %b.into_error(&self.path), "leaving a damaged field out of its entry");
+                }
+            }
+        }
+        self.items = items;
+        let mut cursor = String::with_capacity(160);
+        let _ = write!(cursor, "s={};i={:x};b=", self.seqnum_id_hex, meta.seqnum);
+        push_hex(&mut cursor, &meta.boot_id);
+        let _ = write!(
+            cursor,
+            ";m={:x};t={:x};x={:x}",
+            meta.monotonic, meta.realtime, meta.xor_hash
+        );
+        self.stats.entries += 1;
+        Ok(Entry {
+            cursor,
+            realtime_usec: meta.realtime,
+            monotonic_usec: meta.monotonic,
+            fields,
+        })
+    }
+
+    fn boot_value(&mut self, id: &[u8; 16]) -> Bytes {
+        match &self.boot {
+            Some((b, v)) if b == id => v.clone(),
+            _ => {
+                let v = Bytes::from(id128_hex(id));
+                self.boot = Some((*id, v.clone()));
+                v
+            }
+        }
+    }
+
+    /// The field of the data object at `offset`; `None` when its payload is
+    /// not `NAME=value` with a valid name.
+    fn data_field(&mut self, offset: u64) -> Result<Option<Field>, Bad> {
+        if let Some((name, value)) = self.cache.get(&offset) {
+            return Ok(Some(Field {
+                name: name.to_string(),
+                value: value.clone(),
+            }));
+        }
+        let hs = self.header.header_size;
+        let dh = object::data_header(&mut self.src, hs, self.header.compact(), offset)?;
+        let len = usize::try_from(dh.payload_len)
+            .map_err(|_| Bad::corrupt(offset, "data object too large"))?;
+        let payload = if dh.flags & OBJECT_COMPRESSED_MASK != 0 {
+            let raw = self.src.get(dh.payload_offset, len)?;
+            let out = self
+                .decompressor
+                .decompress(dh.flags, raw, self.max_payload)
+                .ok_or_else(|| Bad::corrupt(offset, "compressed payload does not decompress"))?;
+            Bytes::from(out)
+        } else {
+            if len > self.max_payload {
+                return Err(Bad::corrupt(
+                    offset,
+                    "data object larger than the payload limit",
+                ));
+            }
+            Bytes::copy_from_slice(self.src.get(dh.payload_offset, len)?)
+        };
+        let Some(eq) = memchr::memchr(b'=', &payload) else {
+            return Ok(None);
+        };
+        let name = &payload[..eq];
+        if !jr_journal::fields::is_valid_name(name) {
+            return Ok(None);
+        }
+        // Valid names are ASCII.
+        let Ok(name) = std::str::from_utf8(name) else {
+            return Ok(None);
+        };
+        let field = Field {
+            name: name.to_owned(),
+            value: payload.slice(eq + 1..),
+        };
+        if dh.n_entries > 1 && payload.len() <= CACHE_VALUE_MAX {
+            if self.cache_bytes + payload.len() > CACHE_BYTES_MAX {
+                self.cache.clear();
+                self.cache_bytes = 0;
+            }
+            self.cache_bytes += payload.len() + 64;
+            self.cache.insert(
+                offset,
+                (field.name.clone().into_boxed_str(), field.value.clone()),
+            );
+        }
+        Ok(Some(field))
+    }
+
+    /// Every entry in file order; damaged entries are skipped and counted.
+    pub fn entries(&mut self) -> FileEntries<'_> {
+        FileEntries {
+            file: self,
+            index: 0,
+        }
+    }
+
+    /// First index whose entry satisfies `!before(meta)`, by bisection
+    /// (entries are ordered within a file). Damaged entries count as
+    /// "before" so the search moves past them.
+    pub(crate) fn partition(&mut self, mut before: impl FnMut(&EntryMeta) -> bool) -> usize {
+        let (mut lo, mut hi) = (0usize, self.offsets.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let is_before = match self.meta(mid) {
+                Some(Ok(m)) => before(&m),
+                _ => true,
+            };
+            if is_before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+fn push_hex(s: &mut String, id: &[u8; 16]) {
+    s.push_str(&id128_hex(id));
+}
+
+fn read_header(path: &Path, src: &Source) -> Result<Header, Error> {
+    let len = (src.size().min(HEADER_MAX as u64)) as usize;
+    let mut buf = vec![0u8; len];
+    src.read_exact_at(0, &mut buf)
+        .map_err(|b| b.into_error(path))?;
+    Header::parse(path, &buf)
+}
+
+/// Iterator over a file's entries in file order.
+pub struct FileEntries<'a> {
+    file: &'a mut JournalFile,
+    index: usize,
+}
+
+impl Iterator for FileEntries<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        loop {
+            let i = self.index;
+            if i >= self.file.len() {
+                return None;
+            }
+            self.index += 1;
+            let Some(meta) = self.file.meta_counted(i) else {
+                continue;
+            };
+            match self.file.decode(&meta) {
+                Ok(e) => return Some(e),
+                Err(e) => {
+                    self.file.stats.bad_entries += 1;
+                    tracing::warn!(error = %e, "skipping a damaged entry");
+                }
+            }
+        }
+    }
+}

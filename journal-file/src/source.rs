@@ -1,0 +1,136 @@
+//! Positioned reads of one journal file into owned buffers.
+//!
+//! Journal files are written in place by journald and may be truncated,
+//! replaced or rewritten while they are read, so this reader never maps
+//! them: a mapping faults the process (SIGBUS) when the file shrinks under
+//! it. Every read goes through `pread` into a buffer this module owns,
+//! checked against the file size first. A few large windows keep the number
+//! of system calls low, since an entry and the data objects it references
+//! usually sit close together.
+
+use crate::error::Bad;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+/// Bytes read per window refill.
+const WINDOW: usize = 1 << 20;
+/// Windows kept; the oldest one is refilled first.
+const WINDOWS: usize = 4;
+
+struct Window {
+    start: u64,
+    buf: Vec<u8>,
+}
+
+pub(crate) struct Source {
+    file: File,
+    size: u64,
+    windows: Vec<Window>,
+    victim: usize,
+}
+
+impl Source {
+    pub(crate) fn new(file: File) -> io::Result<Source> {
+        let size = file.metadata()?.len();
+        Ok(Source {
+            file,
+            size,
+            windows: Vec::with_capacity(WINDOWS),
+            victim: 0,
+        })
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Re-reads the file size and forgets buffered bytes, which a writer may
+    /// have changed since (entry array slots fill in, headers move on).
+    pub(crate) fn refresh(&mut self) -> io::Result<u64> {
+        self.size = self.file.metadata()?.len();
+        self.windows.clear();
+        self.victim = 0;
+        Ok(self.size)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset` into `buf`, bypassing the
+    /// windows.
+    pub(crate) fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Bad> {
+        self.check(offset, buf.len())?;
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => return Err(Bad::corrupt(offset, "file ends inside an object")),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Bad::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, offset: u64, len: usize) -> Result<(), Bad> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(Bad::corrupt(
+                offset,
+                "object extends beyond the end of the file",
+            )),
+        }
+    }
+
+    /// `len` bytes at `offset`, from a window when possible.
+    pub(crate) fn get(&mut self, offset: u64, len: usize) -> Result<&[u8], Bad> {
+        self.check(offset, len)?;
+        let hit = self
+            .windows
+            .iter()
+            .position(|w| offset >= w.start && offset + len as u64 <= w.start + w.buf.len() as u64);
+        let idx = match hit {
+            Some(i) => i,
+            None => self.fill(offset, len)?,
+        };
+        let w = &self.windows[idx];
+        let from = (offset - w.start) as usize;
+        Ok(&w.buf[from..from + len])
+    }
+
+    fn fill(&mut self, offset: u64, len: usize) -> Result<usize, Bad> {
+        // `check` has bounded offset + len by the file size.
+        let want = (self.size - offset).min(WINDOW.max(len) as u64) as usize;
+        let idx = if self.windows.len() < WINDOWS {
+            self.windows.push(Window {
+                start: offset,
+                buf: Vec::new(),
+            });
+            self.windows.len() - 1
+        } else {
+            let i = self.victim;
+            self.victim = (self.victim + 1) % WINDOWS;
+            i
+        };
+        let mut buf = std::mem::take(&mut self.windows[idx].buf);
+        buf.clear();
+        buf.resize(want, 0);
+        let mut done = 0;
+        while done < want {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    buf.clear();
+                    self.windows[idx] = Window { start: 0, buf };
+                    return Err(Bad::Io(e));
+                }
+            }
+        }
+        buf.truncate(done);
+        self.windows[idx] = Window { start: offset, buf };
+        if done < len {
+            return Err(Bad::corrupt(offset, "file ends inside an object"));
+        }
+        Ok(idx)
+    }
+}
