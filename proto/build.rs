@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/journal_router/v1/ingest.proto",
         "proto/journal_router/v1/query.proto",
+        "proto/journal_router/v1/routes.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -84,6 +84,27 @@ pub enum Compression {
     None,
 }
 
+/// How the journal is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReaderKind {
+    /// Journal files read directly (jr-journal-file); falls back to
+    /// journalctl for files it cannot read.
+    #[default]
+    Native,
+    /// `journalctl -o export` as a child process.
+    Journalctl,
+}
+
+impl fmt::Display for ReaderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReaderKind::Native => "native",
+            ReaderKind::Journalctl => "journalctl",
+        })
+    }
+}
+
 /// Parses a duration such as `200ms`, `5s`, `1h 30m` or ISO 8601 `PT1H`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let signed: jiff::SignedDuration = s
@@ -179,6 +200,11 @@ pub struct AgentConfig {
     #[arg(long, env = "JR_MAX_FIELD_BYTES", default_value_t = DEFAULT_MAX_FIELD_BYTES)]
     pub max_field_bytes: usize,
 
+    /// How to read the journal: native (journal files read directly, with
+    /// journalctl as the fallback for files it cannot read) or journalctl.
+    #[arg(long, env = "JR_READER", value_enum, default_value_t = ReaderKind::Native)]
+    pub reader: ReaderKind,
+
     /// The journalctl binary to read the journal with.
     #[arg(long, env = "JR_JOURNALCTL", default_value = "journalctl")]
     pub journalctl: PathBuf,
@@ -209,6 +235,7 @@ impl Default for AgentConfig {
             linger: DEFAULT_LINGER,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             max_field_bytes: DEFAULT_MAX_FIELD_BYTES,
+            reader: ReaderKind::Native,
             journalctl: PathBuf::from("journalctl"),
             compression: Compression::Zstd,
         }
@@ -349,6 +376,11 @@ mod tests {
         assert_eq!(c.max_inflight, 4);
         assert_eq!(c.start, StartPosition::Head);
         assert_eq!(c.compression, Compression::Zstd);
+        assert_eq!(c.reader, ReaderKind::Native);
+        assert_eq!(
+            parse(&["--reader", "journalctl"]).unwrap().reader,
+            ReaderKind::Journalctl
+        );
         assert!(!c.no_follow);
         let d = AgentConfig::default();
         assert_eq!(
@@ -441,6 +473,7 @@ mod tests {
             start = "tail"
             no-follow = true
             compression = "gzip"
+            reader = "journalctl"
             "#,
         )
         .unwrap();
@@ -449,6 +482,7 @@ mod tests {
         assert_eq!(c.linger, Duration::from_millis(50));
         assert_eq!(c.start, StartPosition::Tail);
         assert_eq!(c.compression, Compression::Gzip);
+        assert_eq!(c.reader, ReaderKind::Journalctl);
         assert_eq!(c.batch_entries, DEFAULT_BATCH_ENTRIES);
         assert!(c.no_follow);
         let err = toml::from_str::<AgentConfig>("colour = \"red\"").unwrap_err();

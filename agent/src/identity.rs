@@ -3,14 +3,18 @@
 //! directories are different hosts.
 //!
 //! Each part comes from the first source that has it: the flag, then the
-//! newest entry of the journal being read (`journalctl -n 1` with the same
-//! source flags), then this machine.
+//! newest entry of the journal being read, then this machine. The newest
+//! entry is read natively when the native reader is in use (the last entry
+//! of each file, without reading the rest), else — or when that finds
+//! nothing — with `journalctl -n 1` and the same source flags.
 
-use crate::config::is_id128;
+use crate::config::{is_id128, ReaderKind};
+use crate::native;
 use crate::reader::JournalSource;
 use bytes::BytesMut;
 use jr_journal::export::ExportDecoder;
 use jr_journal::labels::Labels;
+use jr_journal::Entry;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
@@ -78,9 +82,30 @@ pub async fn newest_entry(source: &JournalSource) -> Option<NewestEntry> {
     while let Ok(Some(entry)) = decoder.decode_eof(&mut buf) {
         newest = Some(entry);
     }
-    let entry = newest?;
+    newest.map(|e| labels_of(&e))
+}
+
+/// Reads the newest entry of `source` with the native reader; `None` when
+/// the journal is empty or cannot be read natively.
+pub async fn newest_entry_native(source: &JournalSource) -> Option<NewestEntry> {
+    let source = source.clone();
+    let found = tokio::task::spawn_blocking(move || native::newest_entry(&source)).await;
+    match found {
+        Ok(Ok(entry)) => entry.map(|e| labels_of(&e)),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "cannot read the newest entry natively");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the newest entry natively failed");
+            None
+        }
+    }
+}
+
+fn labels_of(entry: &Entry) -> NewestEntry {
     let l = Labels::of(&entry.fields);
-    Some(NewestEntry {
+    NewestEntry {
         machine_id: l
             .machine_id
             .filter(|m| is_id128(m))
@@ -90,7 +115,7 @@ pub async fn newest_entry(source: &JournalSource) -> Option<NewestEntry> {
             .boot_id
             .filter(|b| is_id128(b))
             .map(str::to_ascii_lowercase),
-    })
+    }
 }
 
 fn read_id128(path: &Path) -> Result<String, String> {
@@ -149,13 +174,21 @@ pub fn resolve(
 /// The identity to ship as: flags, else the journal, else this machine.
 pub async fn discover(
     source: &JournalSource,
+    reader: ReaderKind,
     machine_id_flag: Option<&str>,
     hostname_flag: Option<&str>,
 ) -> Result<Identity, IdentityError> {
     let newest = if machine_id_flag.is_some() && hostname_flag.is_some() {
         None
     } else {
-        newest_entry(source).await
+        let native = match reader {
+            ReaderKind::Native => newest_entry_native(source).await,
+            ReaderKind::Journalctl => None,
+        };
+        match native {
+            Some(n) => Some(n),
+            None => newest_entry(source).await,
+        }
     };
     resolve(machine_id_flag, hostname_flag, newest.as_ref())
 }

@@ -2,10 +2,14 @@
 //! exactly once.
 //!
 //! ```text
-//! journalctl -o export ──> reader ──> batcher ──> session ──gRPC──> jr-server
-//!   (child process)        decode,     size/linger   window of
-//!                          resume      + filters     unacked batches
+//! journal files ─────────> native ─┐
+//!   (jr-journal-file)      thread  ├─> batcher ──> session ──gRPC──> jr-server
+//! journalctl -o export ──> reader ─┘   size/linger   window of
+//!   (child process: fallback)          + filters     unacked batches
 //! ```
+//!
+//! Both readers ([`native`], [`reader`]) yield the same entries and
+//! cursors with the same resume rules; [`journal_reader`] picks one.
 //!
 //! The journal is the buffer: the agent keeps no log data, only a
 //! position. The server's Welcome says where to resume; a local state file
@@ -18,11 +22,13 @@ pub mod batch;
 pub mod config;
 pub mod filter;
 pub mod identity;
+pub mod journal_reader;
 pub mod metrics;
+pub mod native;
 pub mod reader;
 pub mod session;
 pub mod shipper;
 pub mod state;
 
-pub use config::AgentConfig;
+pub use config::{AgentConfig, ReaderKind};
 pub use shipper::{run, RunSummary};

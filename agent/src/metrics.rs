@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters of one agent process, across every session.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Entries decoded from journalctl.
+    /// Entries read from the journal (either reader).
     pub read: AtomicU64,
     /// Entries put into a batch that was sent to the server.
     pub shipped: AtomicU64,
@@ -18,9 +18,14 @@ pub struct Metrics {
     pub filtered: AtomicU64,
     /// Malformed export entries skipped by the decoder.
     pub malformed: AtomicU64,
+    /// Damaged regions the native reader skipped: entries, data items,
+    /// broken entry array chains and unreadable files.
+    pub corrupt: AtomicU64,
+    /// Sessions that wanted the native reader and used journalctl instead.
+    pub reader_fallbacks: AtomicU64,
     /// Entries known (or assumed) lost because a resume cursor's entry was vacuumed.
     pub gaps: AtomicU64,
-    /// journalctl children started after the first one.
+    /// Readers started after the first one.
     pub reader_restarts: AtomicU64,
     /// Sessions started after the first one.
     pub reconnects: AtomicU64,
@@ -36,6 +41,8 @@ pub struct Snapshot {
     pub acknowledged: u64,
     pub filtered: u64,
     pub malformed: u64,
+    pub corrupt: u64,
+    pub reader_fallbacks: u64,
     pub gaps: u64,
     pub reader_restarts: u64,
     pub reconnects: u64,
@@ -55,6 +62,8 @@ impl Metrics {
             acknowledged: g(&self.acknowledged),
             filtered: g(&self.filtered),
             malformed: g(&self.malformed),
+            corrupt: g(&self.corrupt),
+            reader_fallbacks: g(&self.reader_fallbacks),
             gaps: g(&self.gaps),
             reader_restarts: g(&self.reader_restarts),
             reconnects: g(&self.reconnects),
@@ -68,14 +77,17 @@ impl fmt::Display for Snapshot {
         write!(
             f,
             "read {} entries, shipped {}, acknowledged {}, filtered {}, malformed {}, \
-             gap {}, reader restarts {}, reconnects {}, {} bytes sent",
+             corrupt {}, gap {}, reader restarts {}, reader fallbacks {}, reconnects {}, \
+             {} bytes sent",
             self.read,
             self.shipped,
             self.acknowledged,
             self.filtered,
             self.malformed,
+            self.corrupt,
             self.gaps,
             self.reader_restarts,
+            self.reader_fallbacks,
             self.reconnects,
             self.bytes_sent
         )

@@ -1,5 +1,9 @@
 //! The journalctl reader: runs `journalctl -o export` as a child process and
-//! turns its output into entries, applying sd-journal's resume rules.
+//! turns its output into entries, applying sd-journal's resume rules. It
+//! also owns what both readers share: [`ReadEvent`], [`StartAt`],
+//! [`ReaderError`] and the resume rules ([`resume_gap`]); the native reader
+//! is in [`crate::native`], the choice between them in
+//! [`crate::journal_reader`].
 //!
 //! The child contains any crash of libsystemd and always matches the host's
 //! journal version. It is owned: killed when the reader is dropped
@@ -171,6 +175,10 @@ pub enum ReaderError {
     Exited { status: ExitStatus, stderr: String },
     #[error("journalctl stopped following the journal (exited with success)")]
     StoppedFollowing,
+    #[error("reading the journal files: {0}")]
+    Native(#[source] jr_journal_file::Error),
+    #[error("the native journal reader stopped unexpectedly")]
+    NativeStopped,
 }
 
 /// What the reader sends: events, then an error if it failed. A channel
@@ -201,6 +209,11 @@ impl Reader {
         let mut cmd = opts.source.command();
         if opts.follow {
             cmd.arg("--follow");
+        }
+        // journalctl --follow alone starts at the last 10 entries; every
+        // start except the tail wants the whole journal after the position.
+        if !matches!(opts.start, StartAt::Tail) {
+            cmd.arg("--lines=all");
         }
         let mut resume = None;
         match &opts.start {
@@ -331,15 +344,7 @@ impl ReaderTask {
             let Some(gap) = resume_gap(&cursor, &entry.cursor) else {
                 return true;
             };
-            tracing::warn!(
-                cursor = %gap.cursor,
-                first = %gap.first,
-                lost = gap.entries,
-                exact = gap.exact,
-                "the resume cursor's entry is no longer in the journal (vacuumed?); \
-                 continuing at the first surviving entry"
-            );
-            Metrics::add(&self.metrics.gaps, gap.entries);
+            report_gap(&gap, &self.metrics);
             if self.tx.send(Ok(ReadEvent::Gap(gap))).await.is_err() {
                 return false;
             }
@@ -366,6 +371,20 @@ pub fn resume_gap(cursor: &Cursor, first: &str) -> Option<Gap> {
         entries: exact.unwrap_or(1),
         exact: exact.is_some(),
     })
+}
+
+/// Logs and counts a gap found on resuming; both readers call it before
+/// sending the [`ReadEvent::Gap`].
+pub fn report_gap(gap: &Gap, metrics: &Metrics) {
+    tracing::warn!(
+        cursor = %gap.cursor,
+        first = %gap.first,
+        lost = gap.entries,
+        exact = gap.exact,
+        "the resume cursor's entry is no longer in the journal (vacuumed?); \
+         continuing at the first surviving entry"
+    );
+    Metrics::add(&metrics.gaps, gap.entries);
 }
 
 fn note_stderr(last: &mut VecDeque<String>, line: String) {

@@ -5,18 +5,20 @@
 //! Flow control: at most `max_inflight` batches, and at most
 //! `max_inflight × batch_bytes` encoded bytes, are sent and not yet
 //! acknowledged; when the window is full the session stops taking batches,
-//! which stops the batcher, the reader and finally journalctl on its pipe.
+//! which stops the batcher and the reader (journalctl on its pipe, the
+//! native reader on its bounded channel).
 //! Nothing is dropped: the journal is the buffer.
 //!
-//! Any failure ends the session (dropping the reader kills journalctl);
+//! Any failure ends the session (dropping the reader stops it);
 //! the caller reconnects, and the server's Welcome cursor says where to
 //! resume, so batches lost in flight are simply read again.
 
 use crate::batch::{self, Batcher, BatcherItem, Limits, PendingBatch};
 use crate::config::{AgentConfig, Compression, StartPosition, Validated};
 use crate::identity::Identity;
+use crate::journal_reader;
 use crate::metrics::Metrics;
-use crate::reader::{Reader, ReaderError, ReaderOptions, StartAt};
+use crate::reader::{ReaderError, ReaderOptions, StartAt};
 use crate::state::{self, State};
 use jr_journal::cursor::Cursor;
 use jr_proto::v1::ingest_client::IngestClient;
@@ -234,7 +236,8 @@ pub async fn run(
         "session started"
     );
 
-    let reader = Reader::spawn(
+    let reader = journal_reader::start(
+        cfg.reader,
         &ReaderOptions {
             source: ctx.validated.source.clone(),
             start,
@@ -242,7 +245,9 @@ pub async fn run(
             max_field_bytes: cfg.max_field_bytes,
         },
         ctx.metrics.clone(),
-    )?;
+    )
+    .await?;
+    tracing::debug!(reader = %reader.kind, "reader started");
     outcome.reader_started = true;
     let (events, reader_guard) = reader.into_parts();
     let (batch_tx, batches) = mpsc::channel::<BatcherItem>(1);
@@ -266,7 +271,7 @@ pub async fn run(
         outcome,
     };
     let end = pump.run(shutdown).await;
-    // Stop journalctl before the batcher, so nothing is read for nobody.
+    // Stop the reader before the batcher, so nothing is read for nobody.
     drop(reader_guard);
     drop(batcher_task);
     end

@@ -82,6 +82,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let validated = config.validate()?;
     let identity = identity::discover(
         &validated.source,
+        config.reader,
         validated.machine_id.as_deref(),
         config.hostname.as_deref(),
     )

@@ -70,11 +70,20 @@ pub fn export(specs: &[Spec]) -> Vec<u8> {
 
 /// Writes (or appends to) the journal file `path` from `specs`.
 pub fn write_journal(path: &Path, specs: &[Spec]) {
+    write_journal_as(path, specs, &[], &[]);
+}
+
+/// Like [`write_journal`], with environment variables (e.g.
+/// `SYSTEMD_JOURNAL_COMPACT=0`) and extra arguments (e.g. `--compress=no`)
+/// for systemd-journal-remote, to get other file layouts.
+pub fn write_journal_as(path: &Path, specs: &[Spec], env: &[(&str, &str)], args: &[&str]) {
     assert!(
         Path::new(JOURNAL_REMOTE).exists(),
         "{JOURNAL_REMOTE} is needed to write fixture journals (apt-get install systemd-journal-remote)"
     );
     let mut child = Command::new(JOURNAL_REMOTE)
+        .envs(env.iter().copied())
+        .args(args)
         .arg("-o")
         .arg(path)
         .arg("-")
