@@ -350,9 +350,13 @@ async fn damaged_regions_are_skipped_and_counted() {
     write_journal(&path, &plain(0, 300, "a.service"));
     let cut = journal_path(dir.path(), "cut");
     let bytes = std::fs::read(&path).unwrap();
-    // The file is allocated ahead; cut into what was written.
+    // The file is allocated ahead and starts with its hash tables; cut
+    // between the first entry array (header offset 176) and the end of
+    // what was written.
     let used = bytes.iter().rposition(|b| *b != 0).unwrap();
-    std::fs::write(&cut, &bytes[..used * 6 / 10]).unwrap();
+    let first_array = u64::from_le_bytes(bytes[176..184].try_into().unwrap()) as usize;
+    assert!(first_array > 0 && first_array < used);
+    std::fs::write(&cut, &bytes[..first_array + (used - first_array) * 6 / 10]).unwrap();
 
     let (events, metrics) = read_all(
         ReaderKind::Native,

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use jr_agent::AgentConfig;
+use jr_agent::{AgentConfig, ReaderKind};
 use jr_journal::labels::Labels;
 use jr_journal::Entry;
 use jr_proto::v1::ingest_server::{Ingest, IngestServer};
@@ -242,6 +242,47 @@ async fn no_follow_ships_every_entry_once_then_resumes_after_the_server_cursor()
     let summary = run(config(&server, &journal, &state)).await;
     assert_eq!(summary.metrics.acknowledged, 10);
     assert_eq!(stored_messages(&server), expected(0, 60));
+    server.stop.cancel();
+}
+
+#[tokio::test]
+async fn native_reader_ships_without_journalctl_and_resumes_a_journalctl_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal_path(dir.path(), "readers");
+    let state = dir.path().join("agent.state");
+    write_journal(&journal, &plain(0, 30, "a.service"));
+    let server = start_server().await;
+
+    let summary = run(AgentConfig {
+        reader: ReaderKind::Journalctl,
+        ..config(&server, &journal, &state)
+    })
+    .await;
+    assert_eq!(summary.metrics.acknowledged, 30);
+
+    // The native reader resumes after journalctl's cursor, and needs
+    // journalctl for nothing: not for identity, not for reading.
+    write_journal(&journal, &plain(30, 12, "a.service"));
+    let summary = run(AgentConfig {
+        reader: ReaderKind::Native,
+        journalctl: "/nonexistent/journalctl".into(),
+        ..config(&server, &journal, &state)
+    })
+    .await;
+    assert_eq!(summary.metrics.acknowledged, 12);
+    assert_eq!(summary.metrics.reader_fallbacks, 0);
+    assert_eq!(summary.metrics.gaps, 0);
+    assert_eq!(stored_messages(&server), expected(0, 42));
+    {
+        let s = server.store.lock().unwrap();
+        let hello = &s.hellos[1];
+        assert_eq!(
+            (hello.machine_id.as_str(), hello.hostname.as_str()),
+            (MACHINE_ID, "fixture-host"),
+            "identity read natively"
+        );
+        assert_eq!(hello.boot_id, BOOT_ID);
+    }
     server.stop.cancel();
 }
 
