@@ -1,0 +1,192 @@
+//! The query benchmark: a database of many entries (filled once through
+//! the load generator and cached), then the queries operators run most,
+//! timed as gRPC calls of the Query service on loopback. The time covers
+//! the whole call, streaming the answer included, so it bounds the server's
+//! time from above.
+
+use crate::dataset::{COMMON_UNIT, RARE_WORD};
+use crate::load::{self, LoadPlan};
+use crate::procs::{free_port, wait_listening, Proc};
+use crate::report::{ms, percentile};
+use anyhow::{Context, Result};
+use jr_proto::v1::query_client::QueryClient;
+use jr_proto::v1::{LogsRequest, StatsRequest};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Bump when the generator or the schema changes.
+const QUERY_DB_VERSION: u32 = 1;
+/// Hosts the query database is filled from.
+const FILL_AGENTS: u64 = 10;
+/// Realtime span of each host's entries.
+const SPAN_USEC: u64 = 30 * 24 * 3600 * 1_000_000;
+/// Timed runs of each query, after one untimed run.
+const RUNS: usize = 20;
+
+pub struct QueryPlan {
+    pub bin_dir: PathBuf,
+    pub cache: PathBuf,
+    pub work: PathBuf,
+    pub entries: u64,
+    pub seed: u64,
+}
+
+/// The cached database for these parameters, filled now if missing.
+async fn database(plan: &QueryPlan) -> Result<PathBuf> {
+    let db = plan.cache.join(format!(
+        "query-v{QUERY_DB_VERSION}-seed{}-n{}.db",
+        plan.seed, plan.entries
+    ));
+    let marker = db.with_extension("complete");
+    if marker.exists() {
+        eprintln!("query: database cached in {}", db.display());
+        return Ok(db);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    eprintln!(
+        "query: filling {} entries from {FILL_AGENTS} simulated agents into {}…",
+        plan.entries,
+        db.display()
+    );
+    let mut server = start_server(plan, &db, "fill").await?;
+    let per_agent = plan.entries / FILL_AGENTS;
+    let load_plan = LoadPlan {
+        server: format!("http://{}", server.1),
+        agents: FILL_AGENTS as usize,
+        entries_per_agent: per_agent,
+        batch_entries: 2048,
+        max_inflight: 4,
+        rate: None,
+        seed: plan.seed,
+        step_usec: (SPAN_USEC / per_agent.max(1)).max(2),
+    };
+    let result = load::run(&load_plan).await?;
+    eprintln!(
+        "query: filled in {:.0} s ({:.0} entries/s)",
+        result.wall.as_secs_f64(),
+        result.entries as f64 / result.wall.as_secs_f64()
+    );
+    server.0.stop(Duration::from_secs(60)).await?;
+    std::fs::write(&marker, b"")?;
+    Ok(db)
+}
+
+async fn start_server(
+    plan: &QueryPlan,
+    db: &Path,
+    tag: &str,
+) -> Result<(Proc, std::net::SocketAddr)> {
+    let addr = free_port()?;
+    let mut cmd = Command::new(plan.bin_dir.join("jr-server"));
+    cmd.arg("--db")
+        .arg(db)
+        .arg("--listen")
+        .arg(addr.to_string());
+    let server = Proc::spawn(
+        "jr-server",
+        cmd,
+        &plan.work.join(format!("jr-server-{tag}.log")),
+    )?;
+    wait_listening("jr-server", addr).await?;
+    Ok((server, addr))
+}
+
+pub async fn run(plan: &QueryPlan) -> Result<()> {
+    let db = database(plan).await?;
+    let (mut server, addr) = start_server(plan, &db, "query").await?;
+    let mut client = QueryClient::connect(format!("http://{addr}"))
+        .await?
+        .max_decoding_message_size(256 << 20);
+    let stats = client
+        .stats(StatsRequest {})
+        .await
+        .context("the server has no Query service")?
+        .into_inner();
+    println!(
+        "database: {} entries, {} hosts, {} units, {:.0} MiB ({})",
+        stats.entries,
+        stats.hosts,
+        stats.units,
+        stats.database_bytes as f64 / (1 << 20) as f64,
+        db.display()
+    );
+    // Relative to the newest entry, so that a cached database still has
+    // an hour of entries to find.
+    let last_hour = stats.last_entry_usec.saturating_sub(3_600_000_000);
+    let queries: Vec<(String, LogsRequest)> = vec![
+        (
+            format!("-u {COMMON_UNIT} -n 100"),
+            LogsRequest {
+                units: vec![COMMON_UNIT.into()],
+                limit: 100,
+                ..Default::default()
+            },
+        ),
+        (
+            format!("-H node-000 -u {COMMON_UNIT} --since -1h"),
+            LogsRequest {
+                hosts: vec!["node-000".into()],
+                units: vec![COMMON_UNIT.into()],
+                since_usec: Some(last_hour),
+                ..Default::default()
+            },
+        ),
+        (
+            "-p err -n 100".into(),
+            LogsRequest {
+                priority_max: Some(3),
+                limit: 100,
+                ..Default::default()
+            },
+        ),
+        (
+            "-p crit --since -1h".into(),
+            LogsRequest {
+                priority_max: Some(2),
+                since_usec: Some(last_hour),
+                ..Default::default()
+            },
+        ),
+        (
+            format!("--search {RARE_WORD}"),
+            LogsRequest {
+                search: RARE_WORD.into(),
+                ..Default::default()
+            },
+        ),
+    ];
+    println!("| query (jrctl logs …) | entries returned | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (label, request) in queries {
+        let mut times = Vec::with_capacity(RUNS);
+        let mut returned = 0;
+        for run in 0..=RUNS {
+            let started = Instant::now();
+            let mut stream = client
+                .logs(request.clone())
+                .await
+                .with_context(|| format!("query {label}"))?
+                .into_inner();
+            let mut n = 0;
+            while let Some(resp) = stream.message().await? {
+                n += resp.entries.len();
+            }
+            if run > 0 {
+                times.push(started.elapsed());
+            }
+            returned = n;
+        }
+        times.sort_unstable();
+        println!(
+            "| `{label}` | {returned} | {} | {} | {} |",
+            ms(percentile(&times, 50.0)),
+            ms(percentile(&times, 99.0)),
+            ms(percentile(&times, 100.0))
+        );
+    }
+    server.stop(Duration::from_secs(20)).await?;
+    Ok(())
+}
