@@ -1,0 +1,181 @@
+//! Turning a batch's entries into `entries` rows and inserting them.
+//!
+//! Rows go in with multi-row `INSERT`s of 2^7, 2^6, …, 1 rows: a fixed set
+//! of statement shapes that sqlx prepares once per connection and caches,
+//! and one round trip to SQLite's worker thread per statement instead of
+//! one per entry. The `fields` blobs of a whole batch are encoded into one
+//! reused buffer, so an entry costs no allocation of its own beyond the
+//! cursor's parts.
+
+use crate::db::intern::Interner;
+use jr_journal::cursor::Cursor;
+use jr_journal::labels::Labels;
+use jr_journal::stored::encode_fields;
+use jr_proto::v1::Entry;
+use sqlx::SqliteConnection;
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+const COLUMNS: &str = "host_id, realtime_usec, monotonic_usec, boot_id, seqnum_id, seqnum, \
+                       xor_hash, cursor_raw, unit_id, about_unit_id, container_id, \
+                       identifier_id, priority, pid, message, fields";
+const PARAMS_PER_ROW: usize = 16;
+/// Rows per statement for the largest shape (2,048 parameters, well under
+/// SQLite's limit of 32,766).
+const LOG2_MAX_ROWS: usize = 7;
+
+/// `INSERT` statements for 1, 2, 4, … `MAX_ROWS` rows.
+fn statements() -> &'static [String] {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    SQL.get_or_init(|| {
+        (0..=LOG2_MAX_ROWS)
+            .map(|k| {
+                let row = format!("({})", vec!["?"; PARAMS_PER_ROW].join(","));
+                let rows = vec![row; 1 << k].join(",");
+                format!("INSERT INTO entries ({COLUMNS}) VALUES {rows}")
+            })
+            .collect()
+    })
+}
+
+/// One `entries` row; text and blobs borrow from the batch and the
+/// encoding buffer.
+struct Row<'a> {
+    realtime_usec: i64,
+    monotonic_usec: i64,
+    boot_id: Option<i64>,
+    seqnum_id: Option<i64>,
+    seqnum: Option<i64>,
+    xor_hash: Option<i64>,
+    cursor_raw: Option<&'a str>,
+    unit_id: Option<i64>,
+    about_unit_id: Option<i64>,
+    container_id: Option<i64>,
+    identifier_id: Option<i64>,
+    priority: Option<i64>,
+    pid: Option<i64>,
+    message: Option<&'a [u8]>,
+    fields: Range<usize>,
+}
+
+/// Reusable buffers of the insert path.
+#[derive(Default)]
+pub struct Inserter {
+    blobs: Vec<u8>,
+    cursor_text: String,
+}
+
+/// SQLite integers are signed; journal counters are `u64`. Values past
+/// `i64::MAX` (xor hashes) are stored as their two's-complement bit
+/// pattern, which `printf('%x')` in the `journal` view prints back as the
+/// original unsigned hex.
+fn int(v: u64) -> i64 {
+    v as i64
+}
+
+impl Inserter {
+    /// Inserts `entries` for `host_id`; returns how many rows were written.
+    pub async fn insert(
+        &mut self,
+        conn: &mut SqliteConnection,
+        interner: &mut Interner,
+        host_id: i64,
+        entries: &[Entry],
+    ) -> Result<u64, sqlx::Error> {
+        self.blobs.clear();
+        let mut rows: Vec<Row<'_>> = Vec::with_capacity(entries.len());
+        // Encoding first, rows after: rows borrow the finished buffer.
+        let mut spans = Vec::with_capacity(entries.len());
+        for e in entries {
+            let start = self.blobs.len();
+            encode_fields(&e.fields, &mut self.blobs);
+            spans.push(start..self.blobs.len());
+        }
+        for (e, span) in entries.iter().zip(spans) {
+            rows.push(row(conn, interner, &mut self.cursor_text, e, span).await?);
+        }
+        let sql = statements();
+        let mut rest = &rows[..];
+        while !rest.is_empty() {
+            let k = LOG2_MAX_ROWS.min(rest.len().ilog2() as usize);
+            let (chunk, tail) = rest.split_at(1 << k);
+            let mut q = sqlx::query(&sql[k]);
+            for r in chunk {
+                q = q
+                    .bind(host_id)
+                    .bind(r.realtime_usec)
+                    .bind(r.monotonic_usec)
+                    .bind(r.boot_id)
+                    .bind(r.seqnum_id)
+                    .bind(r.seqnum)
+                    .bind(r.xor_hash)
+                    .bind(r.cursor_raw)
+                    .bind(r.unit_id)
+                    .bind(r.about_unit_id)
+                    .bind(r.container_id)
+                    .bind(r.identifier_id)
+                    .bind(r.priority)
+                    .bind(r.pid)
+                    .bind(r.message)
+                    .bind(&self.blobs[r.fields.clone()]);
+            }
+            q.execute(&mut *conn).await?;
+            rest = tail;
+        }
+        Ok(rows.len() as u64)
+    }
+}
+
+/// Builds the row of one entry, interning its labels.
+async fn row<'a>(
+    conn: &mut SqliteConnection,
+    interner: &mut Interner,
+    cursor_text: &mut String,
+    e: &'a Entry,
+    fields: Range<usize>,
+) -> Result<Row<'a>, sqlx::Error> {
+    let labels = Labels::of(&e.fields);
+    // The view rebuilds the cursor from its parts and the entry's own
+    // timestamps; keep the text whole when that would not give it back.
+    let parts = e.cursor.parse::<Cursor>().ok().filter(|c| {
+        cursor_text.clear();
+        let _ = write!(cursor_text, "{c}");
+        *cursor_text == e.cursor
+            && c.realtime_usec == e.realtime_usec
+            && c.monotonic_usec == e.monotonic_usec
+    });
+    let (boot_id, seqnum_id, seqnum, xor_hash, cursor_raw) = match &parts {
+        Some(c) => (
+            Some(interner.string(conn, &c.boot_id).await?),
+            Some(interner.string(conn, &c.seqnum_id).await?),
+            Some(int(c.seqnum)),
+            Some(int(c.xor_hash)),
+            None,
+        ),
+        None => (
+            interner.opt_string(conn, labels.boot_id).await?,
+            None,
+            None,
+            None,
+            Some(e.cursor.as_str()),
+        ),
+    };
+    Ok(Row {
+        realtime_usec: int(e.realtime_usec),
+        monotonic_usec: int(e.monotonic_usec),
+        boot_id,
+        seqnum_id,
+        seqnum,
+        xor_hash,
+        cursor_raw,
+        unit_id: interner.opt_unit(conn, labels.unit).await?,
+        about_unit_id: interner.opt_unit(conn, labels.about_unit).await?,
+        container_id: interner.opt_string(conn, labels.container).await?,
+        identifier_id: interner.opt_string(conn, labels.identifier).await?,
+        priority: labels.priority.map(i64::from),
+        pid: labels.pid,
+        message: labels.message,
+        fields,
+    })
+}

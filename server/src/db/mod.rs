@@ -1,0 +1,10 @@
+//! SQLite storage: opening and migrating the database, the single writer
+//! task, and the pieces it is built from (host rows, interning, entry
+//! inserts). Everything that writes lives here; readers use the pool from
+//! [`open::Database`].
+
+pub mod hosts;
+pub mod insert;
+pub mod intern;
+pub mod open;
+pub mod writer;

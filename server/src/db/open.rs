@@ -1,0 +1,89 @@
+//! Opening the SQLite database: the single write connection (owned by the
+//! writer task), the read pool (for everything else) and the migrations
+//! applied at start-up.
+
+use crate::config::Synchronous;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::ConnectOptions;
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How long a connection waits on a lock before failing. Only checkpoints
+/// and the writer take write locks, so waits are short.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readers for the query service and statistics.
+const READ_POOL_SIZE: u32 = 4;
+/// Prepared statements kept per connection: the writer uses a handful of
+/// insert shapes, the query service more.
+const STATEMENT_CACHE: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error("cannot open database {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("cannot migrate database {path}: {source}")]
+    Migrate {
+        path: String,
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// The database as the server uses it.
+pub struct Database {
+    /// The only connection that writes; moved into the writer task.
+    pub write: SqliteConnection,
+    /// Read-only connections for everything that is not the writer.
+    pub read: SqlitePool,
+}
+
+fn options(path: &Path, synchronous: Synchronous) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match synchronous {
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+        })
+        .busy_timeout(BUSY_TIMEOUT)
+        // Integrity of references is the writer's job; checking them on
+        // every insert costs ingest speed for nothing.
+        .foreign_keys(false)
+        .statement_cache_capacity(STATEMENT_CACHE)
+        // 64 MiB of page cache: the indexes' hot pages stay in memory.
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory")
+        // Ingest runs thousands of statements a second; logging each costs
+        // more than it tells.
+        .disable_statement_logging()
+}
+
+/// Opens (creating if needed) and migrates the database at `path`.
+pub async fn open(path: &Path, synchronous: Synchronous) -> Result<Database, OpenError> {
+    let shown = path.display().to_string();
+    let open_err = |source| OpenError::Open {
+        path: shown.clone(),
+        source,
+    };
+    let mut write = options(path, synchronous)
+        .connect()
+        .await
+        .map_err(open_err)?;
+    sqlx::migrate!("../migrations")
+        .run(&mut write)
+        .await
+        .map_err(|source| OpenError::Migrate {
+            path: shown.clone(),
+            source,
+        })?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(READ_POOL_SIZE)
+        .connect_with(options(path, synchronous).read_only(true))
+        .await
+        .map_err(open_err)?;
+    Ok(Database { write, read })
+}

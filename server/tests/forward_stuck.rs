@@ -1,0 +1,81 @@
+//! A stuck endpoint (accepts, never reads) slows neither ingest nor
+//! another route: asserted with counts.
+
+mod common;
+mod forward_support;
+
+use common::*;
+use forward_support::*;
+use jr_server::ServerConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_endpoint_holds_back_only_its_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let stuck = Fake::stuck().await;
+    let ok = Fake::plain().await;
+    let path = dir.path().join("server.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}",
+            route("stuck", TOKEN_A, stuck.addr, None, ""),
+            route("ok", TOKEN_B, ok.addr, None, "")
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("j.db");
+    let config = ServerConfig::load_from([
+        "jr-server",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .unwrap();
+    let server = TestServer::start(config).await;
+    eventually("routes started", 500, async || {
+        list(server.addr).await.len() == 2
+    })
+    .await;
+
+    // About 40 MB of lines: far more than the stuck socket's buffers hold.
+    let pad = "p".repeat(2000);
+    let total = 20_000u64;
+    let m = machine(3);
+    let mut a = server.connect().await;
+    let mut prev = a.hello(&m).await.cursor;
+    for (seq, start) in (0..total).step_by(1000).enumerate() {
+        let batch: Vec<_> = entries(start..start + 1000)
+            .into_iter()
+            .map(|mut e| {
+                for f in &mut e.fields {
+                    if f.name == "MESSAGE" {
+                        let m = format!("{pad} {}", String::from_utf8_lossy(&f.value));
+                        f.value = bytes::Bytes::from(m);
+                    }
+                }
+                e
+            })
+            .collect();
+        prev = a.batch(seq as u64 + 1, &prev, batch).await;
+        assert_eq!(a.ack().await.stored, 1000, "ingest takes every batch");
+    }
+    let pool = server.read().await;
+    assert_eq!(count(&pool).await, total as i64);
+
+    // The healthy route delivers everything while the stuck one cannot.
+    ok.wait_for(total as usize).await;
+    let host = format!("host-{}", &m[..4]);
+    check_complete_in_order(&numbers_of(&ok.lines(), TOKEN_B, &host), 0..total);
+    let s = status(server.addr, "stuck").await;
+    let o = status(server.addr, "ok").await;
+    assert_eq!(o.lag_entries, 0, "{o:?}");
+    assert!(
+        s.lag_entries > 0,
+        "the stuck route cannot have delivered everything: {s:?}"
+    );
+    assert_eq!(stuck.count(), 0);
+    server.stop().await;
+}
