@@ -7,6 +7,7 @@
 //! serving other agents.
 
 use crate::config::ServerConfig;
+use crate::progress::say;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -29,12 +30,12 @@ pub fn spawn(
         None => SYSTEM_JOURNAL_DIRS.iter().map(PathBuf::from).collect(),
     };
     if !searched.iter().any(|d| has_journal_files(d)) {
-        eprintln!(
+        say(format_args!(
             "jr-server: --local-agent has no journal to ship: no *.journal files in {}.\n\
              jr-server: point it at one with --local-agent-directory DIR, or run \
              `jr-agent --directory DIR --server http://{target}`; the server keeps serving.",
             shown(&searched)
-        );
+        ));
         return;
     }
     let agent = jr_agent::AgentConfig {
@@ -42,18 +43,18 @@ pub fn spawn(
         directory,
         ..jr_agent::AgentConfig::default()
     };
-    eprintln!(
+    say(format_args!(
         "jr-server: local agent ships {} to http://{target}",
         shown(&searched)
-    );
+    ));
     tasks.spawn(async move {
         match jr_agent::run(agent, shutdown).await {
             Ok(summary) => tracing::info!(?summary, "local agent stopped"),
-            Err(e) => eprintln!(
+            Err(e) => say(format_args!(
                 "jr-server: the local agent stopped: {e:#}\n\
                  jr-server: the server keeps serving; point the agent at a journal with \
                  --local-agent-directory DIR, or run `jr-agent --directory DIR --server http://{target}`."
-            ),
+            )),
         }
     });
 }

@@ -21,6 +21,9 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr must not turn a log line into a panic (which in
+        // the signal task would make the server ignore SIGTERM).
+        .log_internal_errors(false)
         .init();
     let shutdown = CancellationToken::new();
     if let Err(e) = jr_server::signal::spawn_handler(shutdown.clone()) {

@@ -13,13 +13,20 @@ use tokio_util::sync::CancellationToken;
 /// Time between progress lines.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
+/// Writes one line for the operator to stderr. Unlike `eprintln!` it
+/// never panics: a closed stderr must not take a task down with it.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// The start-up line.
 pub fn listening(addr: SocketAddr, db: &Path, stats: &Stats) {
-    eprintln!(
+    say(format_args!(
         "jr-server listening on {addr} (database {}, {} entries stored)",
         db.display(),
         stats.stored.load(Ordering::Relaxed)
-    );
+    ));
 }
 
 /// Prints a progress line every [`INTERVAL`] in which entries arrived,
@@ -35,11 +42,11 @@ pub async fn report(stats: Arc<Stats>, shutdown: CancellationToken) {
         }
         let now = stats.stored.load(Ordering::Relaxed);
         if now != last {
-            eprintln!(
+            say(format_args!(
                 "stored {now} entries (+{} in the last {}s)",
                 now - last,
                 INTERVAL.as_secs()
-            );
+            ));
             last = now;
         }
     }

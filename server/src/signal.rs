@@ -18,8 +18,8 @@ pub fn spawn_handler(shutdown: CancellationToken) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {
         either(&mut term, &mut int).await;
-        tracing::info!("shutting down: committing what is queued (signal again to exit at once)");
         shutdown.cancel();
+        tracing::info!("shutting down: committing what is queued (signal again to exit at once)");
         either(&mut term, &mut int).await;
         std::process::exit(130);
     });

@@ -100,12 +100,19 @@ fn the_binary_says_where_it_listens_and_that_there_is_no_journal() {
         .spawn()
         .unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut seen = Vec::new();
-    for line in stderr.lines().take(20) {
-        let line = line.unwrap();
+    while let Ok(line) = rx.recv_timeout(WAIT) {
         let done = line.contains("--local-agent-directory DIR");
         seen.push(line);
-        if done {
+        if done || seen.len() >= 20 {
             break;
         }
     }
@@ -113,7 +120,21 @@ fn the_binary_says_where_it_listens_and_that_there_is_no_journal() {
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
-    let status = child.wait().unwrap();
+    // Bounded wait: a server that ignores SIGTERM fails the test instead
+    // of hanging it.
+    let mut status = None;
+    for _ in 0..300 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("jr-server did not exit within 15 s of SIGTERM");
+    };
     let text = seen.join("\n");
     assert!(text.contains("jr-server listening on 127.0.0.1:"), "{text}");
     assert!(text.contains("0 entries stored"), "{text}");
