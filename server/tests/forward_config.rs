@@ -125,6 +125,11 @@ async fn reload_keeps_routes_on_a_bad_file_and_swaps_on_a_good_one() {
         list(server.addr()).await.len() == 3
     })
     .await;
+    // Reported at reload, before the route has anything to send.
+    eventually("unresolvable host logged at reload", 1000, async || {
+        server.log().contains("route endpoint does not resolve")
+    })
+    .await;
     agent.batch(3, &prev, entries(20..30)).await;
     agent.ack().await;
     fa.wait_for(30).await;

@@ -181,6 +181,12 @@ impl Forwarder {
             cancel: cancel.clone(),
         };
         let handle = i.tasks.spawn(task.run());
+        i.tasks.spawn(check_endpoint(
+            config.name.to_string(),
+            config.destination.host_port(),
+            state.clone(),
+            cancel.clone(),
+        ));
         Running {
             config,
             cancel,
@@ -392,4 +398,29 @@ impl Forwarder {
         });
         Ok((first + 1, last))
     }
+}
+
+/// Resolves a route's endpoint once when the route starts, so a host name
+/// that does not resolve is reported at start-up or reload (in the log and
+/// as the route's last error) rather than only when the first entry is due.
+/// The route is not refused: DNS may be down for a while, and the route
+/// retries on its own.
+async fn check_endpoint(
+    route: String,
+    (host, port): (String, u16),
+    state: Arc<route::RouteState>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let lookup = tokio::net::lookup_host((host.as_str(), port));
+    let error = tokio::select! {
+        _ = cancel.cancelled() => return,
+        r = lookup => match r.map(|mut addrs| addrs.next().is_some()) {
+            Ok(true) => return,
+            Ok(false) => sink::SinkError::NoAddress { host: host.clone() },
+            Err(source) => sink::SinkError::Resolve { host: host.clone(), source },
+        },
+    };
+    tracing::warn!(route = %route, endpoint = %format!("{host}:{port}"), error = %error,
+        "route endpoint does not resolve; the route keeps retrying");
+    state.set_error(&error.to_string());
 }

@@ -52,7 +52,7 @@ pub struct RouteState {
 }
 
 impl RouteState {
-    fn set_error(&self, e: &str) {
+    pub(crate) fn set_error(&self, e: &str) {
         let now = jiff::Timestamp::now().as_microsecond();
         if let Ok(mut g) = self.last_error.lock() {
             *g = Some((e.to_owned(), now));
