@@ -6,12 +6,15 @@
 //! - `load`: many simulated agents speaking the ingest protocol at once;
 //!   commit latency percentiles and throughput.
 //! - `query`: latency of common queries on a large database.
+//! - `forward`: throughput and server CPU of one route sending a stored
+//!   database to a local plain-TCP Logentries stand-in.
 //!
 //! Temporary files go to one directory that is removed at the end unless
 //! `--keep`; generated datasets and the query database stay cached in
 //! `$TMPDIR/jr-bench-cache` because they take longest to make.
 
 mod dataset;
+mod forward;
 mod ingest;
 mod journals;
 mod load;
@@ -41,6 +44,9 @@ enum Cmd {
     Load(LoadArgs),
     /// Latency of common queries on a large database.
     Query(QueryArgs),
+    /// Throughput of one route forwarding a filled database to a local
+    /// plain-TCP listener.
+    Forward(ForwardArgs),
 }
 
 #[derive(Args)]
@@ -128,6 +134,18 @@ struct QueryArgs {
     common: Common,
 }
 
+#[derive(Args)]
+struct ForwardArgs {
+    /// Entries in the database, all forwarded.
+    #[arg(long, default_value_t = 200_000)]
+    entries: u64,
+    /// 50,000 entries.
+    #[arg(long)]
+    quick: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -145,6 +163,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Ingest(a) => ingest(a).await,
         Cmd::Load(a) => load(a).await,
         Cmd::Query(a) => query(a).await,
+        Cmd::Forward(a) => forward(a).await,
     }
 }
 
@@ -337,4 +356,16 @@ async fn query(a: QueryArgs) -> Result<()> {
         seed: a.common.seed,
     };
     query::run(&plan).await
+}
+
+async fn forward(a: ForwardArgs) -> Result<()> {
+    let work = Work::new(a.common.keep)?;
+    let plan = forward::ForwardPlan {
+        bin_dir: binaries(a.common.no_build)?,
+        cache: cache_dir(&a.common)?,
+        work: work.path.clone(),
+        entries: if a.quick { 50_000 } else { a.entries },
+        seed: a.common.seed,
+    };
+    forward::run(&plan).await
 }
