@@ -7,25 +7,6 @@ mod forward_support;
 use common::*;
 use forward_support::*;
 use jr_proto::v1::Entry;
-use jr_server::ServerConfig;
-
-/// A server with the routes of `toml`, loaded the way `--config` does.
-async fn server_with(dir: &std::path::Path, toml: &str) -> TestServer {
-    let path = dir.join("server.toml");
-    std::fs::write(&path, toml).unwrap();
-    let db = dir.join("j.db");
-    let config = ServerConfig::load_from([
-        "jr-server",
-        "--config",
-        path.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        db.to_str().unwrap(),
-    ])
-    .unwrap();
-    TestServer::start(config).await
-}
 
 /// Ships `entries` for `machine` in batches, as one agent session.
 pub async fn ship(server: &TestServer, machine: &str, entries: Vec<Entry>) {

@@ -7,7 +7,6 @@ mod forward_support;
 
 use common::*;
 use forward_support::*;
-use jr_server::ServerConfig;
 
 const CHUNK_ROWS: usize = jr_server::forward::route::CHUNK_ROWS as usize;
 
@@ -15,20 +14,7 @@ const CHUNK_ROWS: usize = jr_server::forward::route::CHUNK_ROWS as usize;
 async fn outage_loses_nothing_and_reports_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let mut fake = Fake::plain().await;
-    let path = dir.path().join("server.toml");
-    std::fs::write(&path, route("r", TOKEN_A, fake.addr, None, "")).unwrap();
-    let db = dir.path().join("j.db");
-    let config = ServerConfig::load_from([
-        "jr-server",
-        "--config",
-        path.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        db.to_str().unwrap(),
-    ])
-    .unwrap();
-    let server = TestServer::start(config).await;
+    let server = server_with(dir.path(), &route("r", TOKEN_A, fake.addr, None, "")).await;
     eventually("route started", 500, async || {
         !list(server.addr).await.is_empty()
     })

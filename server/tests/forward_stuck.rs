@@ -6,35 +6,18 @@ mod forward_support;
 
 use common::*;
 use forward_support::*;
-use jr_server::ServerConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stuck_endpoint_holds_back_only_its_route() {
     let dir = tempfile::tempdir().unwrap();
     let stuck = Fake::stuck().await;
     let ok = Fake::plain().await;
-    let path = dir.path().join("server.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}{}",
-            route("stuck", TOKEN_A, stuck.addr, None, ""),
-            route("ok", TOKEN_B, ok.addr, None, "")
-        ),
-    )
-    .unwrap();
-    let db = dir.path().join("j.db");
-    let config = ServerConfig::load_from([
-        "jr-server",
-        "--config",
-        path.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        db.to_str().unwrap(),
-    ])
-    .unwrap();
-    let server = TestServer::start(config).await;
+    let toml = format!(
+        "{}{}",
+        route("stuck", TOKEN_A, stuck.addr, None, ""),
+        route("ok", TOKEN_B, ok.addr, None, "")
+    );
+    let server = server_with(dir.path(), &toml).await;
     eventually("routes started", 500, async || {
         list(server.addr).await.len() == 2
     })

@@ -302,3 +302,21 @@ pub fn numbers_of(lines: &[String], token: &str, host: &str) -> Vec<u64> {
         .collect();
     numbers(&owned, token)
 }
+
+/// A server with the routes of `toml`, loaded the way `--config` does.
+pub async fn server_with(dir: &std::path::Path, toml: &str) -> super::common::TestServer {
+    let path = dir.join("server.toml");
+    std::fs::write(&path, toml).unwrap();
+    let db = dir.join("j.db");
+    let config = jr_server::ServerConfig::load_from([
+        "jr-server",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .unwrap();
+    super::common::TestServer::start(config).await
+}
