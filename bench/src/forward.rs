@@ -4,10 +4,10 @@
 //! sends to a local listener. The listener counts the lines and bytes it
 //! receives; the run ends when it has N lines.
 
-use crate::load::{self, LoadPlan};
-use crate::procs::{cpu_now, free_port, wait_listening, Proc};
+use crate::fill::{self, Fill};
+use crate::procs::{cpu_now, Proc};
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,8 +16,6 @@ use tokio::io::AsyncReadExt;
 
 /// Bump when the generator or the schema changes.
 const FORWARD_DB_VERSION: u32 = 1;
-/// Hosts the database is filled from.
-const FILL_AGENTS: u64 = 10;
 /// Realtime span of each host's entries.
 const SPAN_USEC: u64 = 24 * 3600 * 1_000_000;
 /// The route fails the run when no line arrives for this long.
@@ -35,67 +33,17 @@ pub struct ForwardPlan {
 
 /// The cached database for these parameters, filled now if missing.
 async fn database(plan: &ForwardPlan) -> Result<PathBuf> {
-    let db = plan.cache.join(format!(
-        "forward-v{FORWARD_DB_VERSION}-seed{}-n{}.db",
-        plan.seed, plan.entries
-    ));
-    let marker = db.with_extension("complete");
-    if marker.exists() {
-        eprintln!("forward: database cached in {}", db.display());
-        return Ok(db);
-    }
-    remove_db(&db);
-    eprintln!(
-        "forward: filling {} entries from simulated agents into {}…",
-        plan.entries,
-        db.display()
-    );
-    let addr = free_port()?;
-    let mut cmd = Command::new(plan.bin_dir.join("jr-server"));
-    cmd.arg("--db")
-        .arg(&db)
-        .arg("--listen")
-        .arg(addr.to_string());
-    let mut server = Proc::spawn("jr-server", cmd, &plan.work.join("jr-server-fill.log"))?;
-    wait_listening("jr-server", addr).await?;
-    // Every agent ships the same number of entries, so that exactly N
-    // are stored.
-    let agents = if plan.entries.is_multiple_of(FILL_AGENTS) {
-        FILL_AGENTS
-    } else {
-        1
-    };
-    let per_agent = plan.entries / agents;
-    let load_plan = LoadPlan {
-        server: format!("http://{addr}"),
-        agents: agents as usize,
-        entries_per_agent: per_agent,
-        batch_entries: 2048,
-        max_inflight: 4,
-        rate: None,
+    fill::cached_database(&Fill {
+        kind: "forward",
+        version: FORWARD_DB_VERSION,
+        bin_dir: &plan.bin_dir,
+        cache: &plan.cache,
+        work: &plan.work,
+        entries: plan.entries,
         seed: plan.seed,
-        step_usec: (SPAN_USEC / per_agent.max(1)).max(2),
-    };
-    let started = Instant::now();
-    load::run(&load_plan).await?;
-    let wall = started.elapsed();
-    eprintln!(
-        "forward: filled in {:.1} s ({:.0} entries/s)",
-        wall.as_secs_f64(),
-        plan.entries as f64 / wall.as_secs_f64().max(1e-9)
-    );
-    let exit = server.stop(Duration::from_secs(60)).await?;
-    if exit.code != Some(0) {
-        bail!("jr-server (fill) ended with {:?}", exit.code);
-    }
-    std::fs::write(&marker, b"")?;
-    Ok(db)
-}
-
-fn remove_db(db: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+        span_usec: SPAN_USEC,
+    })
+    .await
 }
 
 /// Lines and bytes received by the fake Logentries endpoint.

@@ -14,6 +14,7 @@
 //! `$TMPDIR/jr-bench-cache` because they take longest to make.
 
 mod dataset;
+mod fill;
 mod forward;
 mod ingest;
 mod journals;

@@ -5,7 +5,7 @@
 //! time from above.
 
 use crate::dataset::{COMMON_UNIT, RARE_WORD};
-use crate::load::{self, LoadPlan};
+use crate::fill::{self, Fill};
 use crate::procs::{free_port, wait_listening, Proc};
 use crate::report::{ms, percentile};
 use anyhow::{Context, Result};
@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 /// Bump when the generator or the schema changes.
 const QUERY_DB_VERSION: u32 = 1;
-/// Hosts the query database is filled from.
-const FILL_AGENTS: u64 = 10;
 /// Realtime span of each host's entries.
 const SPAN_USEC: u64 = 30 * 24 * 3600 * 1_000_000;
 /// Timed runs of each query, after one untimed run.
@@ -34,44 +32,17 @@ pub struct QueryPlan {
 
 /// The cached database for these parameters, filled now if missing.
 async fn database(plan: &QueryPlan) -> Result<PathBuf> {
-    let db = plan.cache.join(format!(
-        "query-v{QUERY_DB_VERSION}-seed{}-n{}.db",
-        plan.seed, plan.entries
-    ));
-    let marker = db.with_extension("complete");
-    if marker.exists() {
-        eprintln!("query: database cached in {}", db.display());
-        return Ok(db);
-    }
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    eprintln!(
-        "query: filling {} entries from {FILL_AGENTS} simulated agents into {}…",
-        plan.entries,
-        db.display()
-    );
-    let mut server = start_server(plan, &db, "fill").await?;
-    let per_agent = plan.entries / FILL_AGENTS;
-    let load_plan = LoadPlan {
-        server: format!("http://{}", server.1),
-        agents: FILL_AGENTS as usize,
-        entries_per_agent: per_agent,
-        batch_entries: 2048,
-        max_inflight: 4,
-        rate: None,
+    fill::cached_database(&Fill {
+        kind: "query",
+        version: QUERY_DB_VERSION,
+        bin_dir: &plan.bin_dir,
+        cache: &plan.cache,
+        work: &plan.work,
+        entries: plan.entries,
         seed: plan.seed,
-        step_usec: (SPAN_USEC / per_agent.max(1)).max(2),
-    };
-    let result = load::run(&load_plan).await?;
-    eprintln!(
-        "query: filled in {:.0} s ({:.0} entries/s)",
-        result.wall.as_secs_f64(),
-        result.entries as f64 / result.wall.as_secs_f64()
-    );
-    server.0.stop(Duration::from_secs(60)).await?;
-    std::fs::write(&marker, b"")?;
-    Ok(db)
+        span_usec: SPAN_USEC,
+    })
+    .await
 }
 
 async fn start_server(
