@@ -378,14 +378,6 @@ impl<'de> Deserialize<'de> for Start {
     }
 }
 
-/// The keys of the config file this module reads; everything else in the
-/// file belongs to the server's other options and is checked by them.
-#[derive(Deserialize)]
-struct RoutesOnly {
-    #[serde(default)]
-    routes: RouteList,
-}
-
 #[derive(Debug, Error)]
 pub enum RoutesFileError {
     #[error("cannot read config file {path}: {source}")]
@@ -401,8 +393,8 @@ pub enum RoutesFileError {
 }
 
 /// Reads the routes of a config file again (SIGHUP). The whole file is
-/// parsed as the server's configuration, so a file the server would
-/// refuse at start-up is refused here too.
+/// parsed as the server's configuration (which holds the routes), so a
+/// file the server would refuse at start-up is refused here too.
 pub fn load_routes(path: &Path) -> Result<RouteList, RoutesFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| RoutesFileError::Read {
         path: path.to_owned(),
@@ -412,9 +404,8 @@ pub fn load_routes(path: &Path) -> Result<RouteList, RoutesFileError> {
         path: path.to_owned(),
         source,
     };
-    toml::from_str::<crate::config::ServerConfig>(&text).map_err(parse)?;
-    let only: RoutesOnly = toml::from_str(&text).map_err(parse)?;
-    Ok(only.routes)
+    let config: crate::config::ServerConfig = toml::from_str(&text).map_err(parse)?;
+    Ok(config.routes)
 }
 
 #[cfg(test)]
@@ -422,8 +413,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<RouteList, String> {
-        toml::from_str::<RoutesOnly>(text)
-            .map(|r| r.routes)
+        toml::from_str::<crate::config::ServerConfig>(text)
+            .map(|c| c.routes)
             .map_err(|e| e.to_string())
     }
 
