@@ -361,10 +361,7 @@ pub fn resume_gap(cursor: &Cursor, first: &str) -> Option<Gap> {
     if parsed.as_ref().is_ok_and(|f| f.same_entry(cursor)) {
         return None;
     }
-    let exact = parsed.ok().and_then(|f| {
-        (f.seqnum_id == cursor.seqnum_id && f.seqnum > cursor.seqnum)
-            .then(|| f.seqnum - cursor.seqnum - 1)
-    });
+    let exact = parsed.ok().and_then(|f| cursor.entries_between(&f));
     Some(Gap {
         cursor: cursor.to_string(),
         first: first.to_owned(),
