@@ -13,10 +13,14 @@
 //!
 //! Filtered entries are not shipped, but their cursors still advance the
 //! position (see `batch`).
+//!
+//! A filter depends on a few fields only ([`FieldFilter::needs`]), so the
+//! native reader can decide before it decodes the rest of an entry.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use jr_journal::labels::Labels;
-use jr_journal::{fields, priority, Entry};
+use jr_journal::{fields, priority, Entry, Field};
+use jr_journal_file::FieldFilter;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -98,10 +102,17 @@ impl Filter {
 
     /// Whether `entry` is to be shipped.
     pub fn accepts(&self, entry: &Entry) -> bool {
+        self.accepts_fields(&entry.fields)
+    }
+
+    /// Whether an entry with `fields` is to be shipped. Only the fields
+    /// [`FieldFilter::needs`] names matter: the answer is the same for all
+    /// of an entry's fields and for just those, in the same order.
+    pub fn accepts_fields(&self, entry_fields: &[Field]) -> bool {
         if self.is_empty() {
             return true;
         }
-        let labels = Labels::of(&entry.fields);
+        let labels = Labels::of(entry_fields);
         let units = [labels.unit, labels.about_unit];
         let any_unit = |set: &GlobSet| units.iter().flatten().any(|u| set.is_match(u));
         if let Some(ex) = &self.exclude {
@@ -120,18 +131,38 @@ impl Filter {
             }
         }
         self.matches.iter().all(|(name, values)| {
-            entry
-                .fields
+            entry_fields
                 .iter()
                 .any(|f| f.name == *name && values.iter().any(|v| f.value[..] == v[..]))
         })
     }
 }
 
+/// The native reader decodes these fields first and the rest of an entry
+/// only when the filter keeps it.
+impl FieldFilter for Filter {
+    fn needs(&self, name: &str) -> bool {
+        let units = self.include.is_some() || self.exclude.is_some();
+        (units && (UNIT_LABEL_FIELDS.contains(&name) || fields::ABOUT_UNIT_FIELDS.contains(&name)))
+            || (self.max_priority.is_some() && name == fields::PRIORITY)
+            || self.matches.iter().any(|(n, _)| n == name)
+    }
+
+    fn accepts(&self, fields: &[Field]) -> bool {
+        self.accepts_fields(fields)
+    }
+}
+
+/// The fields the unit label is taken from (see [`Labels`]).
+const UNIT_LABEL_FIELDS: [&str; 3] = [
+    fields::SYSTEMD_UNIT,
+    fields::SYSTEMD_USER_UNIT,
+    fields::SYSLOG_IDENTIFIER,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jr_journal::Field;
 
     fn entry(fields: &[(&str, &[u8])]) -> Entry {
         Entry {

@@ -9,6 +9,7 @@
 //! and a guard that stops the reader when dropped.
 
 use crate::config::ReaderKind;
+use crate::filter::Filter;
 use crate::metrics::Metrics;
 use crate::native::{self, NativeGuard};
 use crate::reader::{Reader, ReaderError, ReaderItem, ReaderOptions};
@@ -53,15 +54,17 @@ impl JournalReader {
 }
 
 /// Starts the reader `kind` asks for, or journalctl when the native reader
-/// cannot read the source.
+/// cannot read the source. The native reader decides `filter` before it
+/// decodes an entry whole; the batcher applies it again either way.
 pub async fn start(
     kind: ReaderKind,
     opts: &ReaderOptions,
+    filter: &Filter,
     metrics: Arc<Metrics>,
 ) -> Result<JournalReader, ReaderError> {
     let mut fallback = None;
     if kind == ReaderKind::Native {
-        match native::spawn(opts, metrics.clone()).await {
+        match native::spawn_filtered(opts, filter.clone(), metrics.clone()).await {
             Ok((events, guard)) => {
                 return Ok(JournalReader {
                     events,

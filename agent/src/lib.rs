@@ -19,12 +19,17 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod channel;
+pub mod cli;
 pub mod config;
 pub mod filter;
+pub mod head;
 pub mod identity;
 pub mod journal_reader;
 pub mod metrics;
+pub mod metrics_http;
 pub mod native;
+pub mod outage;
 pub mod reader;
 pub mod session;
 pub mod shipper;

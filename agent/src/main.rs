@@ -1,24 +1,25 @@
-//! The `jr-agent` binary: parse flags, log to stderr, run, exit.
+//! The `jr-agent` binary: parse flags, environment and `--config` file,
+//! log to stderr, run, exit.
 
-use clap::Parser;
+use jr_agent::cli::ConfigFileError;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-#[derive(Parser)]
-#[command(
-    name = "jr-agent",
-    version,
-    about = "Ships this node's systemd journal to a jr-server."
-)]
-struct Cli {
-    #[command(flatten)]
-    config: jr_agent::AgentConfig,
-}
-
-#[tokio::main]
+// One thread: the agent is a light process beside the workloads of its
+// node, and every extra runtime thread costs memory (its stack and the
+// allocator's per-thread arena) for no speed it needs. The native reader
+// has a thread of its own.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let config = match jr_agent::cli::load() {
+        Ok(c) => c,
+        Err(ConfigFileError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("jr-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -26,13 +27,13 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    if let Err(e) = cli.config.validate() {
+    if let Err(e) = config.validate() {
         eprintln!("jr-agent: {e}");
         return ExitCode::from(2);
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
-    match jr_agent::run(cli.config, shutdown).await {
+    match jr_agent::run(config, shutdown).await {
         Ok(summary) => {
             eprintln!(
                 "jr-agent: shipped {} entries ({summary})",

@@ -19,9 +19,13 @@
 //! one at or after it (whole seconds, as the journalctl reader passes
 //! `--since=@SECONDS`).
 //!
-//! Filters are not applied here: the crate decodes whole entries, so the
-//! batcher's filter runs on decoded entries as it does for journalctl's.
+//! Filters: given one ([`spawn_filtered`]), the reader decodes only the
+//! fields the filter looks at (unit, priority, matched fields) and the
+//! rest of an entry only when the filter keeps it. A dropped entry is still
+//! sent, with just those fields, so that the batcher counts it and moves
+//! the position past it; its own filter decides the same on those fields.
 
+use crate::filter::Filter;
 use crate::metrics::Metrics;
 use crate::reader::{
     report_gap, resume_gap, JournalSource, ReadEvent, ReaderError, ReaderItem, ReaderOptions,
@@ -169,6 +173,16 @@ pub async fn spawn(
     opts: &ReaderOptions,
     metrics: Arc<Metrics>,
 ) -> Result<(mpsc::Receiver<ReaderItem>, NativeGuard), OpenError> {
+    spawn_filtered(opts, Filter::default(), metrics).await
+}
+
+/// [`spawn`], deciding `filter` before an entry is decoded whole: entries
+/// it drops arrive with only the fields it looks at.
+pub async fn spawn_filtered(
+    opts: &ReaderOptions,
+    filter: Filter,
+    metrics: Arc<Metrics>,
+) -> Result<(mpsc::Receiver<ReaderItem>, NativeGuard), OpenError> {
     let (tx, rx) = mpsc::channel(CHANNEL_ENTRIES);
     let (opened_tx, opened) = oneshot::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -191,7 +205,8 @@ pub async fn spawn(
                 Ok(l) => l,
                 Err(_) => Layout::Directories(Vec::new()),
             };
-            Worker::new(journal, &opts, watch, tx, thread_stop, metrics).run();
+            let filter = (!filter.is_empty()).then_some(filter);
+            Worker::new(journal, &opts, watch, tx, thread_stop, metrics, filter).run();
         })
         .map_err(OpenError::Thread)?;
     let guard = NativeGuard { stop, thread };
@@ -216,6 +231,7 @@ struct Worker {
     layout: Layout,
     /// Damaged regions already added to the metrics.
     damaged: u64,
+    filter: Option<Filter>,
 }
 
 impl Worker {
@@ -226,6 +242,7 @@ impl Worker {
         tx: mpsc::Sender<ReaderItem>,
         stop: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
+        filter: Option<Filter>,
     ) -> Worker {
         let mut resume = None;
         let mut since = None;
@@ -255,6 +272,7 @@ impl Worker {
             max_field_bytes: opts.max_field_bytes,
             layout,
             damaged: 0,
+            filter,
         }
     }
 
@@ -277,7 +295,7 @@ impl Worker {
         };
         loop {
             let mut n = 0u32;
-            while let Some(entry) = self.journal.next_entry() {
+            while let Some(entry) = self.next_entry() {
                 if !self.entry(entry) {
                     return Ok(());
                 }
@@ -296,6 +314,13 @@ impl Worker {
             }
             self.journal.refresh().map_err(ReaderError::Native)?;
             w.watch_new_subdirs(&self.layout);
+        }
+    }
+
+    fn next_entry(&mut self) -> Option<Entry> {
+        match &self.filter {
+            Some(f) => self.journal.next_filtered(f).map(|x| x.entry),
+            None => self.journal.next_entry(),
         }
     }
 

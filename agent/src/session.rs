@@ -15,6 +15,7 @@
 
 use crate::batch::{self, Batcher, BatcherItem, Limits, PendingBatch};
 use crate::config::{AgentConfig, Compression, StartPosition, Validated};
+use crate::head::{self, HeadGauge, JournalHead};
 use crate::identity::Identity;
 use crate::journal_reader;
 use crate::metrics::Metrics;
@@ -33,7 +34,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tonic::codec::{CompressionEncoding, Streaming};
-use tonic::transport::Endpoint;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server may take to answer Hello (it may first fence an
@@ -52,6 +52,8 @@ pub enum SessionError {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error(transparent)]
+    Channel(#[from] crate::channel::ChannelError),
     #[error("server error: {0}")]
     Status(#[from] tonic::Status),
     #[error("protocol error: {0}")]
@@ -91,6 +93,8 @@ pub struct Context {
     pub validated: Validated,
     pub identity: Identity,
     pub metrics: Arc<Metrics>,
+    /// Journal head and acknowledged position, for the lag metric.
+    pub head: Arc<HeadGauge>,
     /// When the agent started; `--start 1h` counts back from here.
     pub started_at: SystemTime,
 }
@@ -107,6 +111,11 @@ pub struct Outcome {
     pub origin: Option<Origin>,
     /// A reader was started.
     pub reader_started: bool,
+    /// Log one line when the session is established: an outage was
+    /// reported (set by the caller, see `outage`).
+    pub announce_connect: bool,
+    /// The server's Welcome arrived.
+    pub connected: bool,
 }
 
 /// The session's start position.
@@ -153,11 +162,10 @@ pub async fn run(
     outcome: &mut Outcome,
 ) -> Result<SessionEnd, SessionError> {
     let cfg = &ctx.config;
-    let endpoint = Endpoint::from_shared(cfg.server.clone())
-        .map_err(|source| SessionError::Connect {
-            server: cfg.server.clone(),
-            source,
-        })?
+    let auth = crate::channel::ClientAuth::of(cfg);
+    let bearer = auth.bearer()?;
+    let endpoint = auth
+        .endpoint(&cfg.server)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -178,7 +186,9 @@ pub async fn run(
 
     // Hello goes into the request stream before the call, so a server
     // that waits for it before answering cannot deadlock with us.
-    let (requests, request_rx) = mpsc::channel::<ShipRequest>(cfg.max_inflight + 1);
+    // Room for the window's batches plus one head heartbeat (sent only into
+    // an empty channel, see `Pump::heartbeat`).
+    let (requests, request_rx) = mpsc::channel::<ShipRequest>(cfg.max_inflight + 2);
     let hello = Hello {
         machine_id: ctx.identity.machine_id.clone(),
         hostname: ctx.identity.hostname.clone(),
@@ -190,10 +200,11 @@ pub async fn run(
             kind: Some(ship_request::Kind::Hello(hello)),
         })
         .map_err(|_| SessionError::ServerClosed)?;
-    let call = tokio::time::timeout(
-        WELCOME_TIMEOUT,
-        client.ship(ReceiverStream::new(request_rx)),
-    );
+    let mut request = tonic::Request::new(ReceiverStream::new(request_rx));
+    if let Some(b) = bearer {
+        request.metadata_mut().insert("authorization", b);
+    }
+    let call = tokio::time::timeout(WELCOME_TIMEOUT, client.ship(request));
     let mut inbound = tokio::select! {
         () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
         r = call => r.map_err(|_| SessionError::Timeout("response"))??.into_inner(),
@@ -213,6 +224,16 @@ pub async fn run(
         }
         None => return Err(SessionError::ServerClosed),
     };
+
+    let _connected = ctx.metrics.connected();
+    outcome.connected = true;
+    if outcome.announce_connect {
+        tracing::info!(
+            server = %cfg.server,
+            failed_attempts = outcome.prior_failures,
+            "connected to the server again"
+        );
+    }
 
     let saved = match (&cfg.state_file, use_state_file && welcome.cursor.is_empty()) {
         (Some(path), true) => state::load(path, &ctx.identity.machine_id).await,
@@ -244,6 +265,7 @@ pub async fn run(
             follow: !cfg.no_follow,
             max_field_bytes: cfg.max_field_bytes,
         },
+        &ctx.validated.filter,
         ctx.metrics.clone(),
     )
     .await?;
@@ -258,6 +280,13 @@ pub async fn run(
         ctx.metrics.clone(),
     );
     let batcher_task = AbortOnDropHandle::new(tokio::spawn(batch::run(events, batch_tx, batcher)));
+    let (heads, head_task) = head::spawn(
+        ctx.validated.source.clone(),
+        cfg.head_interval,
+        ctx.head.clone(),
+    );
+    let mut heartbeat = tokio::time::interval(cfg.head_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut pump = Pump {
         ctx,
@@ -269,11 +298,14 @@ pub async fn run(
         byte_budget: limits.bytes.saturating_mul(cfg.max_inflight),
         state_file: cfg.state_file.clone(),
         outcome,
+        heads,
+        heartbeat,
     };
     let end = pump.run(shutdown).await;
     // Stop the reader before the batcher, so nothing is read for nobody.
     drop(reader_guard);
     drop(batcher_task);
+    drop(head_task);
     end
 }
 
@@ -288,6 +320,10 @@ struct Pump<'a> {
     byte_budget: usize,
     state_file: Option<PathBuf>,
     outcome: &'a mut Outcome,
+    /// The journal's head, as the head task last found it.
+    heads: tokio::sync::watch::Receiver<Option<JournalHead>>,
+    /// When to send the head on its own.
+    heartbeat: tokio::time::Interval,
 }
 
 impl Pump<'_> {
@@ -297,7 +333,31 @@ impl Pump<'_> {
                 && self.inflight_bytes + next.bytes <= self.byte_budget)
     }
 
-    fn send(&mut self, p: PendingBatch) -> Result<(), SessionError> {
+    fn head(&self) -> jr_proto::v1::Head {
+        self.heads
+            .borrow()
+            .as_ref()
+            .map(JournalHead::to_proto)
+            .unwrap_or_default()
+    }
+
+    /// Sends the head on its own, as a heartbeat. Only into an empty
+    /// request channel: when batches are queued they carry the head, and
+    /// the channel keeps its room for the window's batches.
+    fn heartbeat(&mut self) {
+        if self.requests.capacity() == self.requests.max_capacity() {
+            let head = self.head();
+            let _ = self.requests.try_send(ShipRequest {
+                kind: Some(ship_request::Kind::Head(head)),
+            });
+        }
+    }
+
+    fn send(&mut self, mut p: PendingBatch) -> Result<(), SessionError> {
+        let head = self.head();
+        if !head.cursor.is_empty() {
+            p.batch.head = Some(head);
+        }
         let entries = p.batch.entries.len() as u64;
         let seq = p.batch.seq;
         let last = p.batch.last_cursor.clone();
@@ -342,18 +402,15 @@ impl Pump<'_> {
         }
         self.inflight_bytes -= bytes;
         Metrics::add(&self.ctx.metrics.acknowledged, entries);
-        if !self.outcome.progressed && self.outcome.prior_failures > 0 {
-            tracing::info!(
-                failed_sessions = self.outcome.prior_failures,
-                "shipping again: the server acknowledged a batch"
-            );
-        }
         self.outcome.progressed = true;
         let cursor = if ack.cursor.is_empty() {
             last
         } else {
             ack.cursor
         };
+        if let Ok(c) = cursor.parse::<Cursor>() {
+            self.ctx.head.set_acked(c.realtime_usec);
+        }
         if let (Some(path), false) = (&self.state_file, cursor.is_empty()) {
             let s = State {
                 machine_id: self.ctx.identity.machine_id.clone(),
@@ -387,6 +444,7 @@ impl Pump<'_> {
                     let msg = msg?;
                     self.on_response(msg).await?;
                 }
+                _ = self.heartbeat.tick() => self.heartbeat(),
                 item = self.batches.recv(), if pending.is_none() && !input_done => match item {
                     Some(Ok(p)) => pending = Some(p),
                     Some(Err(e)) => return Err(e.into()),

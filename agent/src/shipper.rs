@@ -5,24 +5,24 @@
 //! A failed session is followed by a jittered exponential delay; the delay
 //! starts over once a session got a batch acknowledged. A server that
 //! stays down is reported at WARN on the first failure and then at most
-//! once a minute, so a long outage does not flood the log.
+//! once a minute, so a long outage does not flood the log ([`crate::outage`]).
+//! The counters are served on `--metrics-listen` ([`crate::metrics_http`]).
 
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::identity;
 use crate::metrics::{Metrics, Snapshot};
+use crate::metrics_http;
+use crate::outage::OutageLog;
 use crate::reader::ReaderError;
 use crate::session::{self, Context, Origin, Outcome, SessionEnd, SessionError};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Repeated failures are logged at WARN at most this often.
-const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// What the agent did, for the exit line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,47 +39,12 @@ impl fmt::Display for RunSummary {
     }
 }
 
-/// Rate limit for the "server unreachable" warning.
-#[derive(Debug, Default)]
-struct FailureLog {
-    failures: u64,
-    last_warn: Option<Instant>,
-}
-
-impl FailureLog {
-    fn failed(&mut self, err: &SessionError, delay: Duration) {
-        self.failures += 1;
-        let now = Instant::now();
-        let due = self
-            .last_warn
-            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY);
-        if due {
-            self.last_warn = Some(now);
-            tracing::warn!(
-                error = %err,
-                failures = self.failures,
-                retry_in = ?delay,
-                "session failed; reconnecting (repeats are logged at most once a minute)"
-            );
-        } else {
-            tracing::debug!(error = %err, failures = self.failures, retry_in = ?delay, "session failed");
-        }
-    }
-
-    fn recovered(&mut self) {
-        if self.failures > 0 {
-            tracing::info!(
-                failures = self.failures,
-                "shipping again after failed sessions"
-            );
-        }
-        *self = FailureLog::default();
-    }
-}
-
 /// Ships the journal until `--no-follow` is done or `shutdown` fires.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
     let validated = config.validate()?;
+    let metrics_spec = metrics_http::parse_listen(config.metrics_listen.as_deref())
+        .map_err(crate::config::ConfigError::MetricsListen)?;
+    let metrics_listener = metrics_http::bind(metrics_spec).await?;
     let identity = identity::discover(
         &validated.source,
         config.reader,
@@ -95,15 +60,32 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         "jr-agent shipping"
     );
     let metrics = Arc::new(Metrics::default());
+    let head = Arc::new(crate::head::HeadGauge::default());
+    // The endpoint lives as long as this function: `--no-follow` ends it.
+    let endpoint_stop = shutdown.child_token();
+    let _endpoint_stop = endpoint_stop.clone().drop_guard();
+    if let Some(listener) = metrics_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+        }
+        tokio::spawn(metrics_http::serve(
+            listener,
+            metrics.clone(),
+            head.clone(),
+            config.server.clone(),
+            endpoint_stop,
+        ));
+    }
     let ctx = Context {
         config,
         validated,
         identity,
         metrics: metrics.clone(),
+        head,
         started_at: SystemTime::now(),
     };
     let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX)?;
-    let mut failures = FailureLog::default();
+    let mut outage = OutageLog::default();
     let mut use_state_file = true;
     let mut sessions = 0u64;
     let mut readers = 0u64;
@@ -114,7 +96,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         }
         sessions += 1;
         let mut outcome = Outcome {
-            prior_failures: failures.failures,
+            prior_failures: outage.failures(),
+            announce_connect: outage.announce_connect(),
             ..Outcome::default()
         };
         let result = session::run(&ctx, &shutdown, use_state_file, &mut outcome).await;
@@ -124,9 +107,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             }
             readers += 1;
         }
+        if outcome.connected {
+            outage.connected();
+        }
         if outcome.progressed {
             backoff.reset();
-            failures.recovered();
+            outage.progressed();
+            metrics.set_error("");
         }
         let err = match result {
             Ok(SessionEnd::Finished) => {
@@ -151,7 +138,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             _ => {}
         }
         let delay = backoff.next_delay();
-        failures.failed(&err, delay);
+        metrics.set_error(&err);
+        outage.failed(&ctx.config.server, &err, delay);
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(delay) => {}

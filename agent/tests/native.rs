@@ -1,17 +1,22 @@
 //! The native reader through the agent's reader interface, with the
 //! journalctl reader as its oracle: identical entries and cursors, resume
-//! across readers, follow mode latency, and the fallback to journalctl.
+//! across readers, follow mode latency, the fallback to journalctl, and
+//! filters decided before an entry is decoded.
 
 mod common;
 
 use common::*;
+use jr_agent::batch::{Batcher, Limits, PendingBatch};
+use jr_agent::filter::Filter;
 use jr_agent::journal_reader::{self, JournalReader};
 use jr_agent::metrics::Metrics;
+use jr_agent::native;
 use jr_agent::reader::{JournalSource, ReadEvent, ReaderOptions, StartAt};
 use jr_agent::ReaderKind;
 use jr_journal::cursor::Cursor;
 use jr_journal::labels::Labels;
 use jr_journal::Entry;
+use jr_journal_file::FieldFilter;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -47,7 +52,7 @@ fn opts(source: &JournalSource, start: StartAt, follow: bool) -> ReaderOptions {
 
 async fn start(kind: ReaderKind, o: &ReaderOptions) -> (JournalReader, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    let r = journal_reader::start(kind, o, metrics.clone())
+    let r = journal_reader::start(kind, o, &Filter::default(), metrics.clone())
         .await
         .expect("reader starts");
     (r, metrics)
@@ -373,5 +378,80 @@ async fn damaged_regions_are_skipped_and_counted() {
             format!("entry {i}").into_bytes(),
             "good entries in order"
         );
+    }
+}
+
+/// Reads `o` natively with `filter` decided before decoding, to the end.
+async fn read_filtered(o: &ReaderOptions, filter: &Filter) -> (Vec<ReadEvent>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let (mut rx, _guard) = native::spawn_filtered(o, filter.clone(), metrics.clone())
+        .await
+        .expect("reader starts");
+    let mut events = Vec::new();
+    while let Some(item) = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("reader stalled")
+    {
+        events.push(item.expect("read"));
+    }
+    (events, metrics)
+}
+
+/// Everything the batcher makes of `events` with `filter`.
+fn batches(events: &[ReadEvent], filter: &Filter) -> (Vec<PendingBatch>, u64) {
+    let metrics = Arc::new(Metrics::default());
+    let limits = Limits {
+        entries: 7,
+        bytes: 1 << 30,
+        linger: Duration::from_secs(3600),
+    };
+    let mut b = Batcher::new(limits, filter.clone(), String::new(), metrics.clone());
+    let mut out = Vec::new();
+    for e in events {
+        b.push(e.clone(), &mut out);
+    }
+    out.extend(b.take());
+    (out, metrics.snapshot().filtered)
+}
+
+#[tokio::test]
+async fn filters_decided_before_decoding_give_the_same_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let o = opts(&dir_source(dir.path()), StartAt::Head, false);
+    let (full, _) = read_all(ReaderKind::Native, &o).await;
+    assert_eq!(full.len(), 80);
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let filters = [
+        Filter::new(&s(&["a.service"]), &[], None, &[]).unwrap(),
+        Filter::new(&[], &s(&["b*"]), None, &[]).unwrap(),
+        Filter::new(&[], &[], Some("err"), &[]).unwrap(),
+        Filter::new(&[], &[], None, &s(&["CONTAINER_NAME=web", "TAG=y"])).unwrap(),
+        Filter::new(&[], &[], None, &s(&["TAG=y"])).unwrap(),
+    ];
+    for (n, filter) in filters.iter().enumerate() {
+        let (early, metrics) = read_filtered(&o, filter).await;
+        assert_eq!(early.len(), full.len(), "filter {n}: one event per entry");
+        let (want, want_filtered) = batches(&full, filter);
+        let (got, got_filtered) = batches(&early, filter);
+        assert_eq!(got, want, "filter {n}: batches");
+        assert_eq!(got_filtered, want_filtered, "filter {n}: filtered count");
+        assert_eq!(metrics.snapshot().read, 80);
+        let kept = full
+            .iter()
+            .filter(|e| matches!(e, ReadEvent::Entry(e) if filter.accepts(e)))
+            .count();
+        assert!(kept < 80, "filter {n} drops something");
+        // Dropped entries arrive with only the fields the filter needs.
+        for (a, b) in early.iter().zip(&full) {
+            let (ReadEvent::Entry(a), ReadEvent::Entry(b)) = (a, b) else {
+                panic!("entries only");
+            };
+            assert_eq!(a.cursor, b.cursor);
+            if !filter.accepts(b) {
+                assert!(a.fields.len() < b.fields.len(), "filter {n}: {a:?}");
+                assert!(a.fields.iter().all(|f| filter.needs(&f.name)));
+            }
+        }
     }
 }

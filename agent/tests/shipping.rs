@@ -92,8 +92,11 @@ impl MockIngest {
             }))
             .await;
         while let Some(msg) = inbound.message().await? {
-            let Some(ship_request::Kind::Batch(b)) = msg.kind else {
-                return Err(Status::failed_precondition("second Hello"));
+            let b = match msg.kind {
+                Some(ship_request::Kind::Batch(b)) => b,
+                // Heads (heartbeats) are not acknowledged.
+                Some(ship_request::Kind::Head(_)) => continue,
+                _ => return Err(Status::failed_precondition("second Hello")),
             };
             if self.fail_after.fetch_sub(1, Ordering::SeqCst) == 0 {
                 return Err(Status::unavailable("injected failure"));

@@ -193,6 +193,7 @@ async fn agent(plan: &LoadPlan, index: usize, start_usec: u64) -> Result<(u64, V
                     last_cursor,
                     entries,
                     gap_entries: 0,
+                    head: None,
                 };
                 in_flight.push_back((seq, Instant::now()));
                 tx.send(send(ship_request::Kind::Batch(batch)))

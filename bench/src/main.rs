@@ -8,6 +8,8 @@
 //! - `query`: latency of common queries on a large database.
 //! - `forward`: throughput and server CPU of one route sending a stored
 //!   database to a local plain-TCP Logentries stand-in.
+//! - `read`: the native journal reader against `journalctl -o export` on
+//!   the ingest dataset, on one core.
 //!
 //! Temporary files go to one directory that is removed at the end unless
 //! `--keep`; generated datasets and the query database stay cached in
@@ -22,6 +24,7 @@ mod load;
 mod procs;
 mod proxy;
 mod query;
+mod read;
 mod report;
 mod vocabulary;
 
@@ -48,6 +51,9 @@ enum Cmd {
     /// Throughput of one route forwarding a filled database to a local
     /// plain-TCP listener.
     Forward(ForwardArgs),
+    /// The native journal reader against `journalctl -o export` on the
+    /// ingest dataset, every field decoded, on one core.
+    Read(ReadArgs),
 }
 
 #[derive(Args)]
@@ -147,6 +153,21 @@ struct ForwardArgs {
     common: Common,
 }
 
+#[derive(Args)]
+struct ReadArgs {
+    /// Entries in the dataset (the ingest benchmark's).
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Hosts (one journal directory each).
+    #[arg(long, default_value_t = 4)]
+    hosts: usize,
+    /// The CPU both readers run on.
+    #[arg(long, default_value_t = 0)]
+    cpu: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -165,6 +186,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Load(a) => load(a).await,
         Cmd::Query(a) => query(a).await,
         Cmd::Forward(a) => forward(a).await,
+        Cmd::Read(a) => read(a).await,
     }
 }
 
@@ -357,6 +379,16 @@ async fn query(a: QueryArgs) -> Result<()> {
         seed: a.common.seed,
     };
     query::run(&plan).await
+}
+
+async fn read(a: ReadArgs) -> Result<()> {
+    if a.entries == 0 || a.hosts == 0 {
+        bail!("--entries and --hosts must be positive");
+    }
+    journals::check_tools()?;
+    let cache = cache_dir(&a.common)?;
+    let data = journals::prepare(&cache, a.common.seed, a.entries, a.hosts).await?;
+    read::run(data, a.cpu).await
 }
 
 async fn forward(a: ForwardArgs) -> Result<()> {

@@ -1,7 +1,12 @@
 //! The command line, in journalctl's vocabulary where journalctl has a word
 //! for it. The doc comment of each field is its `--help` text.
+//!
+//! [`load_from`] adds the config file (`--config`, `JR_CONFIG`): its keys
+//! are the long flag names, `[logs]` and the other subcommand tables hold
+//! defaults for that subcommand; defaults < file < environment < flags.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+pub use jr_config::ConfigFileError;
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
@@ -12,9 +17,20 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
     about = "Query the journals that journal-router collected from every node"
 )]
 pub struct Cli {
+    /// Read options from this TOML file: top-level keys are the global
+    /// long flags (`server`), a `[logs]` table holds defaults for
+    /// `jrctl logs` (`output = "short-iso"`). Environment variables and
+    /// flags override it.
+    #[arg(long, global = true, env = "JR_CONFIG", value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+
     /// jr-server to ask.
     #[arg(long, global = true, env = "JR_SERVER", value_name = "URL", default_value = DEFAULT_SERVER)]
     pub server: String,
+
+    /// TLS and credentials for the connection.
+    #[command(flatten)]
+    pub connect: crate::client::ConnectArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -26,8 +42,12 @@ pub struct Cli {
 pub enum Command {
     /// Show log entries, like journalctl.
     Logs(LogsArgs),
-    /// List the hosts that ship to the server.
-    Hosts,
+    /// List the hosts that ship to the server: entries, last contact, lag
+    /// behind their journal and state (ok, stalled, silent, disconnected).
+    Hosts(HostsArgs),
+    /// List entries lost before shipping, per host and unit: journald's
+    /// "Suppressed N messages" and vacuumed resume positions.
+    Gaps(GapsArgs),
     /// List units with their entry counts.
     Units {
         /// Only units of these hosts (globs on hostname or machine id).
@@ -39,6 +59,46 @@ pub enum Command {
     /// Forwarding routes: position, lag, lines sent, last error; `replay`
     /// sends a time range again.
     Routes(crate::routes::RoutesArgs),
+}
+
+/// How `jrctl hosts` and `jrctl gaps` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum InfoOutput {
+    /// Aligned columns.
+    #[default]
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    /// Also list each host's gaps (see `jrctl gaps`).
+    #[arg(long)]
+    pub gaps: bool,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = InfoOutput::Table)]
+    pub output: InfoOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct GapsArgs {
+    /// Only these hosts (globs on hostname or machine id; repeatable).
+    #[arg(short = 'H', long = "host", value_name = "GLOB")]
+    pub hosts: Vec<String>,
+
+    /// Gaps on or newer than this time (as for `jrctl logs --since`).
+    #[arg(short = 'S', long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+
+    /// The newest N gaps.
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<u32>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = InfoOutput::Table)]
+    pub output: InfoOutput,
 }
 
 /// Output formats, named as journalctl names them.
@@ -127,7 +187,7 @@ pub struct LogsArgs {
     pub follow: bool,
 
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Short)]
+    #[arg(short = 'o', long, env = "JR_OUTPUT", value_enum, default_value_t = Output::Short)]
     pub output: Output,
 
     /// Accepted for journalctl habits; jrctl never pages.
@@ -137,4 +197,55 @@ pub struct LogsArgs {
     /// Leave out informational lines such as "-- No entries --".
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// Parses `args` (the first is the program name), the environment and the
+/// config file named by `--config`.
+pub fn load_from<I, T>(args: I) -> Result<Cli, ConfigFileError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = jr_config::matches_with_file(Cli::command(), args)?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn config_file_sets_server_and_logs_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jrctl.toml");
+        std::fs::write(
+            &path,
+            "server = \"http://central:7070\"\n\n[logs]\noutput = \"short-iso\"\nquiet = true\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let cli = load_from(["jrctl", "--config", p, "logs", "-u", "x.service"]).unwrap();
+        assert_eq!(cli.server, "http://central:7070");
+        let Command::Logs(logs) = cli.command else {
+            panic!("logs subcommand")
+        };
+        assert_eq!(logs.output, Output::ShortIso);
+        assert!(logs.quiet);
+        assert_eq!(logs.units, ["x.service"]);
+
+        let cli = load_from(["jrctl", "logs", "-o", "json", "--config", p]).unwrap();
+        let Command::Logs(logs) = cli.command else {
+            panic!("logs subcommand")
+        };
+        assert_eq!(logs.output, Output::Json, "flags win over the file");
+
+        std::fs::write(&path, "[logs]\noutput = \"xml\"\n").unwrap();
+        let err = load_from(["jrctl", "--config", p, "logs"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("logs.output"),
+            "{err}"
+        );
+    }
 }

@@ -21,15 +21,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(a) => {
             // Everything that can be checked locally is, before connecting.
             let plan = logs::Plan::from_args(&a)?;
-            let mut c = client::connect(&cli.server).await?;
+            let mut c = client::connect(&cli.server, &cli.connect).await?;
             logs::run(&mut c, plan).await
         }
-        Command::Hosts => info::hosts(&mut client::connect(&cli.server).await?).await,
-        Command::Units { hosts } => {
-            info::units(&mut client::connect(&cli.server).await?, hosts).await
+        Command::Hosts(a) => {
+            info::hosts(&mut client::connect(&cli.server, &cli.connect).await?, &a).await
         }
-        Command::Stats => info::stats(&mut client::connect(&cli.server).await?).await,
-        Command::Routes(a) => routes::run(&cli.server, a).await,
+        Command::Gaps(a) => {
+            let since = a
+                .since
+                .as_deref()
+                .map(time::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("invalid --since: {e}"))?;
+            info::gaps(
+                &mut client::connect(&cli.server, &cli.connect).await?,
+                &a,
+                since,
+            )
+            .await
+        }
+        Command::Units { hosts } => {
+            info::units(
+                &mut client::connect(&cli.server, &cli.connect).await?,
+                hosts,
+            )
+            .await
+        }
+        Command::Stats => info::stats(&mut client::connect(&cli.server, &cli.connect).await?).await,
+        Command::Routes(a) => routes::run(&cli.server, &cli.connect, a).await,
     }
 }
 

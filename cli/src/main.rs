@@ -2,17 +2,23 @@
 //! line on stderr and a non-zero exit status.
 
 use clap::error::ErrorKind;
-use clap::Parser;
+use jrctl::args::ConfigFileError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match jrctl::args::Cli::try_parse() {
+    let cli = match jrctl::args::load_from(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+        Err(ConfigFileError::Cli(e))
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) =>
+        {
             e.exit()
         }
-        Err(e) => {
+        Err(ConfigFileError::Cli(e)) => {
             eprintln!("jrctl: {}", jrctl::usage_line(&e.to_string()));
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("jrctl: {e}");
             return ExitCode::from(2);
         }
     };

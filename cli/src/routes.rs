@@ -10,9 +10,8 @@ use jiff::Timestamp;
 use jr_proto::v1::routes_client::RoutesClient;
 use jr_proto::v1::{ListRoutesRequest, ReplayRouteRequest, RouteStatus};
 use std::fmt::Write as _;
-use tonic::transport::Endpoint;
-
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 #[derive(Debug, Args)]
 pub struct RoutesArgs {
@@ -39,21 +38,23 @@ pub enum RoutesCommand {
     },
 }
 
-async fn connect(url: &str) -> anyhow::Result<RoutesClient<tonic::transport::Channel>> {
-    let channel = Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("invalid server URL {url:?}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to jr-server at {url}"))?;
-    Ok(RoutesClient::new(channel))
+async fn connect(
+    url: &str,
+    creds: &crate::client::ConnectArgs,
+) -> anyhow::Result<RoutesClient<InterceptedService<Channel, crate::client::Bearer>>> {
+    let (channel, bearer) = crate::client::channel(url, creds).await?;
+    Ok(RoutesClient::with_interceptor(channel, bearer))
 }
 
 /// Runs `jrctl routes …` against `server`.
-pub async fn run(server: &str, args: RoutesArgs) -> anyhow::Result<()> {
+pub async fn run(
+    server: &str,
+    creds: &crate::client::ConnectArgs,
+    args: RoutesArgs,
+) -> anyhow::Result<()> {
     match args.command.unwrap_or(RoutesCommand::List) {
         RoutesCommand::List => {
-            let routes = connect(server)
+            let routes = connect(server, creds)
                 .await?
                 .list_routes(ListRoutesRequest {})
                 .await?
@@ -65,7 +66,7 @@ pub async fn run(server: &str, args: RoutesArgs) -> anyhow::Result<()> {
         RoutesCommand::Replay { name, since, until } => {
             let since_usec = usec(&since)?;
             let until_usec = until.as_deref().map(usec).transpose()?;
-            let r = connect(server)
+            let r = connect(server, creds)
                 .await?
                 .replay_route(ReplayRouteRequest {
                     name: name.clone(),

@@ -1,10 +1,26 @@
 //! Feeds arbitrary bytes to the journal file reader as a file on disk and
-//! reads every entry, alone and merged with itself.
+//! reads every entry: in file order, merged with itself, and through a
+//! filter decided before decoding.
 #![no_main]
 
-use jr_journal_file::{Journal, JournalFile, Options};
+use jr_journal_file::{Field, FieldFilter, Journal, JournalFile, Options};
 use libfuzzer_sys::fuzz_target;
 use std::io::Write;
+
+/// Keeps entries whose PRIORITY is at most 4 or that have a long MESSAGE.
+struct SomeEntries;
+
+impl FieldFilter for SomeEntries {
+    fn needs(&self, name: &str) -> bool {
+        matches!(name, "PRIORITY" | "MESSAGE" | "_BOOT_ID")
+    }
+    fn accepts(&self, fields: &[Field]) -> bool {
+        fields.iter().any(|f| {
+            (f.name == "PRIORITY" && f.value[..] <= b"4"[..])
+                || (f.name == "MESSAGE" && f.value.len() > 100)
+        })
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let dir = std::env::temp_dir().join(format!("jr-fuzz-{}", std::process::id()));
@@ -24,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
     let opts = Options {
         max_payload: 1 << 20,
     };
-    if let Ok(mut j) = Journal::open_files(vec![path.clone(), path.clone()], opts) {
+    if let Ok(mut j) = Journal::open_files(vec![path.clone(), path.clone()], opts.clone()) {
         for _ in j.by_ref() {}
+    }
+    if let Ok(mut j) = Journal::open_files(vec![path.clone()], opts) {
+        while j.next_filtered(&SomeEntries).is_some() {}
     }
 });

@@ -19,11 +19,51 @@ const LZ4_MAX_RATIO: u64 = 255;
 /// Holds decompression state that is worth keeping between payloads.
 pub(crate) struct Decompressor {
     zstd: Option<zstd::bulk::Decompressor<'static>>,
+    zstd_stream: Option<zstd::stream::raw::Decoder<'static>>,
 }
+
+/// The longest prefix [`Decompressor::peek`] produces.
+pub(crate) const PEEK_MAX: usize = 80;
 
 impl Decompressor {
     pub(crate) fn new() -> Decompressor {
-        Decompressor { zstd: None }
+        Decompressor {
+            zstd: None,
+            zstd_stream: None,
+        }
+    }
+
+    /// Up to `out.len()` (at most [`PEEK_MAX`]) first bytes of the
+    /// decompressed payload, without decompressing the rest where the
+    /// format allows it; how many were written, `None` when they cannot be
+    /// had cheaply (the caller then decompresses the whole payload).
+    pub(crate) fn peek(&mut self, flags: u8, src: &[u8], out: &mut [u8]) -> Option<usize> {
+        match flags & OBJECT_COMPRESSED_MASK {
+            OBJECT_COMPRESSED_ZSTD => self.zstd_peek(src, out),
+            OBJECT_COMPRESSED_LZ4 => lz4_peek(src, out),
+            _ => None,
+        }
+    }
+
+    fn zstd_peek(&mut self, src: &[u8], out: &mut [u8]) -> Option<usize> {
+        use zstd::stream::raw::Operation;
+        if self.zstd_stream.is_none() {
+            self.zstd_stream = zstd::stream::raw::Decoder::new().ok();
+        }
+        let d = self.zstd_stream.as_mut()?;
+        d.reinit().ok()?;
+        let (mut read, mut written) = (0, 0);
+        // Each step decodes at least one block; the first block holds the
+        // prefix, so this ends after one or two steps.
+        for _ in 0..4 {
+            let st = d.run_on_buffers(&src[read..], &mut out[written..]).ok()?;
+            read += st.bytes_read;
+            written += st.bytes_written;
+            if written == out.len() || st.remaining == 0 || st.bytes_read + st.bytes_written == 0 {
+                break;
+            }
+        }
+        Some(written)
     }
 
     /// Decompresses `src` per the object `flags` into a new buffer of at
@@ -75,6 +115,28 @@ fn lz4(src: &[u8], max: usize) -> Option<Vec<u8>> {
     }
 }
 
+/// The literals of an LZ4 block's first sequence: the block's first bytes,
+/// stored as they are.
+fn lz4_peek(src: &[u8], out: &mut [u8]) -> Option<usize> {
+    let block = src.get(8..)?;
+    let token = *block.first()?;
+    let mut lit = usize::from(token >> 4);
+    let mut at = 1;
+    if lit == 15 {
+        loop {
+            let b = *block.get(at)?;
+            at += 1;
+            lit = lit.saturating_add(usize::from(b));
+            if b != 255 {
+                break;
+            }
+        }
+    }
+    let n = lit.min(out.len());
+    out[..n].copy_from_slice(block.get(at..at + n)?);
+    Some(n)
+}
+
 fn bounded_read(r: impl Read, max: usize) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     r.take(max as u64 + 1).read_to_end(&mut out).ok()?;
@@ -114,6 +176,35 @@ mod tests {
         c[0..8].copy_from_slice(&u64::MAX.to_le_bytes());
         assert_eq!(d.decompress(OBJECT_COMPRESSED_LZ4, &c, 1 << 20), None);
         assert_eq!(d.decompress(OBJECT_COMPRESSED_LZ4, &c[..5], 1 << 20), None);
+    }
+
+    #[test]
+    fn peeks_give_the_payload_prefix() {
+        let data = b"MESSAGE="
+            .iter()
+            .chain(&[b'q'; 5000])
+            .copied()
+            .collect::<Vec<_>>();
+        let mut d = Decompressor::new();
+        let mut out = [0u8; PEEK_MAX];
+        let z = zstd::bulk::compress(&data, 3).unwrap();
+        for _ in 0..2 {
+            let n = d.peek(OBJECT_COMPRESSED_ZSTD, &z, &mut out).unwrap();
+            assert_eq!(out[..n], data[..n]);
+            assert!(n >= 9, "{n}");
+        }
+        let mut l = (data.len() as u64).to_le_bytes().to_vec();
+        l.extend(lz4_flex::block::compress(&data));
+        let n = d.peek(OBJECT_COMPRESSED_LZ4, &l, &mut out).unwrap();
+        assert_eq!(out[..n], data[..n]);
+        assert!(n >= 9, "{n}");
+        assert!(
+            d.peek(OBJECT_COMPRESSED_ZSTD, &z[..3], &mut out)
+                .unwrap_or(0)
+                < 9
+        );
+        assert_eq!(d.peek(OBJECT_COMPRESSED_LZ4, &l[..9], &mut out), None);
+        assert_eq!(d.peek(OBJECT_COMPRESSED_XZ, &z, &mut out), None);
     }
 
     #[test]

@@ -16,7 +16,6 @@ use crate::{Options, ReadStats};
 use bytes::Bytes;
 use jr_journal::{Entry, Field};
 use rustc_hash::FxHashMap;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -44,17 +43,17 @@ struct Chain {
 /// A journal file open for reading.
 pub struct JournalFile {
     path: PathBuf,
-    src: Source,
-    header: Header,
+    pub(crate) src: Source,
+    pub(crate) header: Header,
     seqnum_id_hex: String,
     identity: (u64, u64),
     offsets: Vec<u64>,
     chain: Chain,
-    cache: FxHashMap<u64, (Box<str>, Bytes)>,
+    pub(crate) cache: FxHashMap<u64, (Box<str>, Bytes)>,
     cache_bytes: usize,
     items: Vec<u64>,
     boot: Option<([u8; 16], Bytes)>,
-    decompressor: Decompressor,
+    pub(crate) decompressor: Decompressor,
     max_payload: usize,
     stats: ReadStats,
 }
@@ -121,6 +120,12 @@ impl JournalFile {
     /// Device and inode of the open file: a renamed file keeps them.
     pub fn identity(&self) -> (u64, u64) {
         self.identity
+    }
+
+    /// Whether the file was deleted (vacuumed) since it was opened; what
+    /// was listed stays readable until it is dropped.
+    pub fn is_deleted(&self) -> bool {
+        self.src.is_deleted()
     }
 
     /// Entries listed so far (grows with [`JournalFile::refresh`]).
@@ -253,21 +258,47 @@ impl JournalFile {
     }
 
     fn decode_inner(&mut self, meta: &EntryMeta) -> Result<Entry, Bad> {
+        let items = self.take_items(meta)?;
+        let fields = self.decode_items(meta, &items, &mut []);
+        self.items = items;
+        self.count_entry();
+        Ok(self.entry_of(meta, fields))
+    }
+
+    /// The data object offsets of entry `meta`, in a reused buffer the
+    /// caller gives back through `self.items`.
+    pub(crate) fn take_items(&mut self, meta: &EntryMeta) -> Result<Vec<u64>, Bad> {
         let compact = self.header.compact();
         let mut items = std::mem::take(&mut self.items);
         items.clear();
-        let res = object::entry_items(&mut self.src, compact, meta, &mut items);
-        if let Err(b) = res {
-            self.items = items;
-            return Err(b);
+        match object::entry_items(&mut self.src, compact, meta, &mut items) {
+            Ok(()) => Ok(items),
+            Err(b) => {
+                self.items = items;
+                Err(b)
+            }
         }
+    }
+
+    /// Every field of an entry, `_BOOT_ID` first as journalctl prints it;
+    /// `known[i]`, when set, is item `i` already decoded.
+    pub(crate) fn decode_items(
+        &mut self,
+        meta: &EntryMeta,
+        items: &[u64],
+        known: &mut [Option<Field>],
+    ) -> Vec<Field> {
         let mut fields = Vec::with_capacity(items.len() + 1);
         fields.push(Field {
             name: BOOT_ID_FIELD.to_owned(),
             value: self.boot_value(&meta.boot_id),
         });
-        for &off in &items {
-            match self.data_field(off) {
+        for (i, &off) in items.iter().enumerate() {
+            let decoded = match known.get_mut(i).and_then(Option::take) {
+                Some(f) => Ok(Some(f)),
+                None => self.data_field(off),
+            };
+            match decoded {
                 Ok(Some(f)) => {
                     if f.name != BOOT_ID_FIELD {
                         fields.push(f);
@@ -281,25 +312,47 @@ impl JournalFile {
                 }
             }
         }
-        self.items = items;
-        let mut cursor = String::with_capacity(160);
-        let _ = write!(cursor, "s={};i={:x};b=", self.seqnum_id_hex, meta.seqnum);
+        fields
+    }
+
+    /// The entry `meta` with `fields`, and its cursor as sd-journal
+    /// formats it.
+    pub(crate) fn entry_of(&self, meta: &EntryMeta, fields: Vec<Field>) -> Entry {
+        let mut cursor = String::with_capacity(144);
+        cursor.push_str("s=");
+        cursor.push_str(&self.seqnum_id_hex);
+        cursor.push_str(";i=");
+        push_hex_u64(&mut cursor, meta.seqnum);
+        cursor.push_str(";b=");
         push_hex(&mut cursor, &meta.boot_id);
-        let _ = write!(
-            cursor,
-            ";m={:x};t={:x};x={:x}",
-            meta.monotonic, meta.realtime, meta.xor_hash
-        );
-        self.stats.entries += 1;
-        Ok(Entry {
+        cursor.push_str(";m=");
+        push_hex_u64(&mut cursor, meta.monotonic);
+        cursor.push_str(";t=");
+        push_hex_u64(&mut cursor, meta.realtime);
+        cursor.push_str(";x=");
+        push_hex_u64(&mut cursor, meta.xor_hash);
+        Entry {
             cursor,
             realtime_usec: meta.realtime,
             monotonic_usec: meta.monotonic,
             fields,
-        })
+        }
     }
 
-    fn boot_value(&mut self, id: &[u8; 16]) -> Bytes {
+    /// Gives back the buffer [`JournalFile::take_items`] lent.
+    pub(crate) fn return_items(&mut self, items: Vec<u64>) {
+        self.items = items;
+    }
+
+    pub(crate) fn count_bad_items(&mut self, n: u64) {
+        self.stats.bad_items += n;
+    }
+
+    pub(crate) fn count_entry(&mut self) {
+        self.stats.entries += 1;
+    }
+
+    pub(crate) fn boot_value(&mut self, id: &[u8; 16]) -> Bytes {
         match &self.boot {
             Some((b, v)) if b == id => v.clone(),
             _ => {
@@ -312,7 +365,7 @@ impl JournalFile {
 
     /// The field of the data object at `offset`; `None` when its payload is
     /// not `NAME=value` with a valid name.
-    fn data_field(&mut self, offset: u64) -> Result<Option<Field>, Bad> {
+    pub(crate) fn data_field(&mut self, offset: u64) -> Result<Option<Field>, Bad> {
         if let Some((name, value)) = self.cache.get(&offset) {
             return Ok(Some(Field {
                 name: name.to_string(),
@@ -397,8 +450,21 @@ impl JournalFile {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 fn push_hex(s: &mut String, id: &[u8; 16]) {
-    s.push_str(&id128_hex(id));
+    for b in id {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+}
+
+/// `{:x}` of `v`, without the formatting machinery.
+fn push_hex_u64(s: &mut String, v: u64) {
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    for k in (0..digits).rev() {
+        s.push(char::from(HEX[((v >> (k * 4)) & 15) as usize]));
+    }
 }
 
 fn read_header(path: &Path, src: &Source) -> Result<Header, Error> {

@@ -11,6 +11,7 @@
 //! skips it when `Cursor::same_entry` says so.
 
 use crate::discover::journal_files;
+use crate::early::{FieldFilter, Filtered};
 use crate::error::Error;
 use crate::file::JournalFile;
 use crate::object::EntryMeta;
@@ -273,6 +274,14 @@ impl Journal {
         let mut grew = false;
         let mut i = 0;
         while i < self.slots.len() {
+            // A vacuumed file is read to its end, then let go, so that its
+            // disk space is freed.
+            let s = &self.slots[i];
+            if s.file.is_deleted() && !s.place && s.cand.is_none() && s.pos >= s.file.len() {
+                tracing::debug!(path = %s.file.path().display(), "closing deleted journal file");
+                self.close(i, false);
+                continue;
+            }
             match self.slots[i].file.refresh() {
                 Ok(n) => {
                     grew |= n > 0;
@@ -280,7 +289,7 @@ impl Journal {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "closing journal file that is no longer readable");
-                    self.close(i);
+                    self.close(i, true);
                 }
             }
         }
@@ -288,10 +297,10 @@ impl Journal {
         Ok(grew)
     }
 
-    fn close(&mut self, i: usize) {
+    fn close(&mut self, i: usize, damaged: bool) {
         let slot = self.slots.remove(i);
         self.stats.add(&slot.file.stats());
-        self.stats.bad_files += 1;
+        self.stats.bad_files += u64::from(damaged);
         if let Location::Discrete(l, f) = self.location {
             let f = match f.cmp(&i) {
                 Ordering::Greater => f - 1,
@@ -305,12 +314,25 @@ impl Journal {
     /// The next entry in journal order, or `None` at the end for now (more
     /// may appear after [`Journal::refresh`]).
     pub fn next_entry(&mut self) -> Option<Entry> {
+        self.next_with(|file, meta| file.decode(meta))
+    }
+
+    /// The next entry in journal order, decoded only as far as `filter`
+    /// needs unless it accepts the entry (see [`FieldFilter`]).
+    pub fn next_filtered(&mut self, filter: &dyn FieldFilter) -> Option<Filtered> {
+        self.next_with(|file, meta| file.decode_filtered(meta, filter))
+    }
+
+    fn next_with<T>(
+        &mut self,
+        mut decode: impl FnMut(&mut JournalFile, &EntryMeta) -> Result<T, Error>,
+    ) -> Option<T> {
         loop {
             let (idx, meta) = self.pick()?;
             let slot = &mut self.slots[idx];
             slot.cand = None;
             self.location = Location::Discrete(Loc::of(slot.file.seqnum_id(), &meta), idx);
-            match slot.file.decode(&meta) {
+            match decode(&mut slot.file, &meta) {
                 Ok(e) => return Some(e),
                 Err(e) => {
                     self.stats.bad_entries += 1;

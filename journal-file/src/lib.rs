@@ -14,6 +14,8 @@
 //!   sd-journal's order, drops entries that several files share, seeks to a
 //!   cursor and picks up appended entries, new files and rotation on
 //!   [`Journal::refresh`].
+//! - [`Journal::next_filtered`] decodes only the fields a [`FieldFilter`]
+//!   looks at, and the rest only for the entries it keeps.
 //! - [`Error::Unsupported`] tells a caller that a file uses incompatible
 //!   features this reader does not know, so it can read it through
 //!   journalctl instead.
@@ -23,6 +25,7 @@
 
 mod decompress;
 mod discover;
+mod early;
 mod error;
 mod file;
 pub mod header;
@@ -32,6 +35,7 @@ mod order;
 mod source;
 
 pub use discover::{journal_files, system_journal_dirs};
+pub use early::{FieldFilter, Filtered};
 pub use error::Error;
 pub use file::{FileEntries, JournalFile};
 pub use header::{FileState, Header};

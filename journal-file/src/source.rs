@@ -17,6 +17,10 @@ use std::os::unix::fs::FileExt;
 const WINDOW: usize = 1 << 20;
 /// Windows kept; the oldest one is refilled first.
 const WINDOWS: usize = 4;
+/// How far before a missed offset a window starts, at most...
+const BACK_READ: u64 = 64 << 10;
+/// ...in steps of this, so that windows start page-aligned.
+const BACK_ALIGN: u64 = 4096;
 
 struct Window {
     start: u64,
@@ -43,6 +47,13 @@ impl Source {
 
     pub(crate) fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Whether the file has been removed from its directory (it stays
+    /// readable through the open descriptor).
+    pub(crate) fn is_deleted(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().is_ok_and(|m| m.nlink() == 0)
     }
 
     /// Re-reads the file size and forgets buffered bytes, which a writer may
@@ -97,8 +108,14 @@ impl Source {
     }
 
     fn fill(&mut self, offset: u64, len: usize) -> Result<usize, Bad> {
+        // An entry's new data objects lie just before it: start the window
+        // a little earlier so that reading them does not refill it.
+        let start = offset.saturating_sub(BACK_READ) / BACK_ALIGN * BACK_ALIGN;
+        let lead = offset - start;
         // `check` has bounded offset + len by the file size.
-        let want = (self.size - offset).min(WINDOW.max(len) as u64) as usize;
+        let want = (self.size - start).min(WINDOW.max(len) as u64 + lead) as usize;
+        let len = len + lead as usize;
+        let offset = start;
         let idx = if self.windows.len() < WINDOWS {
             self.windows.push(Window {
                 start: offset,
@@ -111,8 +128,13 @@ impl Source {
             i
         };
         let mut buf = std::mem::take(&mut self.windows[idx].buf);
-        buf.clear();
-        buf.resize(want, 0);
+        // Every byte up to `want` is overwritten by the read below, so a
+        // reused buffer is not zeroed again.
+        if buf.len() < want {
+            buf.resize(want, 0);
+        } else {
+            buf.truncate(want);
+        }
         let mut done = 0;
         while done < want {
             match self.file.read_at(&mut buf[done..], offset + done as u64) {

@@ -176,3 +176,36 @@ fn file_replaced_while_open() {
     assert_eq!(more.len(), 30);
     assert_eq!(j.stats().damaged(), 0);
 }
+
+/// A file deleted (vacuumed) while it is read: its entries still read to
+/// the end through the open descriptor, then a refresh lets it go so that
+/// its disk space is freed; nothing is counted as damage.
+#[test]
+fn file_deleted_while_open_reads_to_its_end_then_closes() {
+    let d = tempfile::tempdir().unwrap();
+    let (old, old_entries) = fixture(d.path(), "old.journal", Layout::all()[7], 40);
+    let newer = d.path().join("newer.journal");
+    journal_remote(
+        &export_for_host("newer", 20, 1_800_000_000_000_000, 6),
+        &newer,
+        Layout::all()[0],
+    );
+    let mut j = Journal::open_directory(d.path()).unwrap();
+    let mut got: Vec<Entry> = j.by_ref().take(10).collect();
+    std::fs::remove_file(&old).unwrap();
+    assert!(!j.refresh().unwrap(), "nothing new");
+    assert_eq!(j.files().count(), 2, "a half-read deleted file stays open");
+    got.extend(j.by_ref());
+    assert_eq!(got.len(), 60);
+    assert_eq!(
+        got[..40],
+        old_entries[..],
+        "the deleted file read to its end"
+    );
+    assert!(j.files().any(|f| f.is_deleted()));
+    j.refresh().unwrap();
+    assert_eq!(j.files().count(), 1, "the deleted file is closed");
+    assert!(!j.files().any(|f| f.is_deleted()));
+    assert_eq!(j.stats().damaged(), 0, "{:?}", j.stats());
+    assert_eq!(j.next_entry(), None, "nothing read twice");
+}

@@ -90,6 +90,7 @@ async fn ship(addr: std::net::SocketAddr, agent: u64, n: u64) -> anyhow::Result<
                 last_cursor: last,
                 entries,
                 gap_entries: 0,
+                head: None,
             };
             if tx
                 .send(ShipRequest {

@@ -24,6 +24,10 @@ pub enum Error {
     /// A message over `--max-message-bytes`.
     #[error("{0}")]
     TooLarge(String),
+    /// The agent's credential does not allow what it asked for (a Hello
+    /// for a machine its credential is not bound to).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A newer session for the same machine took over.
     #[error("superseded by a newer session for machine {machine_id}")]
     Superseded { machine_id: String },
@@ -46,6 +50,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(m) => Status::invalid_argument(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::TooLarge(m) => Status::resource_exhausted(m),
+            Error::PermissionDenied(m) => Status::permission_denied(m),
             e @ Error::Superseded { .. } => Status::aborted(e.to_string()),
             Error::Storage => Status::unavailable(
                 "the server could not store the batch (storage error); reconnect and resend",

@@ -8,7 +8,8 @@
 //! Acks go out in the order the batches came in. Any error ends the
 //! session with one gRPC status (see `error`); other sessions go on.
 
-use crate::db::hosts::HostHello;
+use crate::db::heartbeats::Heartbeats;
+use crate::db::hosts::{HeadReport, HostHello};
 use crate::db::writer::{Request as WriterRequest, Response as WriterResponse, WriterHandle};
 use crate::error::{quote, Error};
 use crate::sessions::{Claim, Sessions};
@@ -16,7 +17,7 @@ use jr_journal::cursor;
 use jr_proto::v1::ingest_server::Ingest;
 use jr_proto::v1::ship_request::Kind as In;
 use jr_proto::v1::ship_response::Kind as Out;
-use jr_proto::v1::{Batch, Hello, ShipRequest, ShipResponse, Welcome};
+use jr_proto::v1::{Batch, Head, Hello, ShipRequest, ShipResponse, Welcome};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -33,12 +34,17 @@ const RESPONSE_QUEUE: usize = MAX_IN_FLIGHT + 2;
 pub const MAX_BATCH_ENTRIES: usize = 65_536;
 /// Longest hostname or agent version accepted in Hello.
 const MAX_NAME: usize = 255;
+/// How long a session that the server ended waits for the agent to close
+/// its side of the stream.
+const CLOSE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Limits announced in Welcome and enforced on every batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_message_bytes: usize,
     pub max_batch_entries: usize,
+    /// Ingest sessions at once (`--max-sessions`).
+    pub max_sessions: usize,
 }
 
 /// The service object tonic calls; cheap to clone.
@@ -49,6 +55,12 @@ pub struct IngestService {
     limits: Limits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Heads reported outside batches, written in bulk.
+    heartbeats: Arc<Heartbeats>,
+    /// One permit per running session (`--max-sessions`).
+    session_slots: Arc<tokio::sync::Semaphore>,
+    /// Sessions, batches received and refused, for `/metrics`.
+    counters: crate::metrics::Counters,
 }
 
 impl IngestService {
@@ -59,13 +71,24 @@ impl IngestService {
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> IngestService {
+        let heartbeats = Arc::new(Heartbeats::default());
+        heartbeats.spawn_flusher(writer.clone(), shutdown.clone(), &tasks);
         IngestService {
             writer,
             sessions,
             limits,
             shutdown,
             tasks,
+            session_slots: Arc::new(tokio::sync::Semaphore::new(limits.max_sessions)),
+            heartbeats,
+            counters: Default::default(),
         }
+    }
+
+    /// Counts sessions and batches into `counters` (the server's metrics).
+    pub fn with_counters(mut self, counters: crate::metrics::Counters) -> IngestService {
+        self.counters = counters;
+        self
     }
 }
 
@@ -80,16 +103,36 @@ impl Ingest for IngestService {
         request: Request<Streaming<ShipRequest>>,
     ) -> Result<Response<Self::ShipStream>, Status> {
         let peer = request.remote_addr();
+        let slot = self
+            .session_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "jr-server already has {} ingest sessions (--max-sessions); retry later",
+                    self.limits.max_sessions
+                ))
+            })?;
+        let bound = request
+            .extensions()
+            .get::<crate::auth::Principal>()
+            .cloned();
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
         let session = Session {
+            bound,
             service: self.clone(),
             inbound: request.into_inner(),
             tx,
             next_seq: 1,
         };
+        let counted = self.counters.session();
         self.tasks.spawn(async move {
+            let _slot = slot;
+            let _counted = counted;
+            let mut session = session;
             let tx = session.tx.clone();
             if let Err(e) = session.run().await {
+                let drain = matches!(e, Error::Storage | Error::ShuttingDown);
                 match &e {
                     Error::ClientGone => tracing::debug!(?peer, "agent went away"),
                     Error::Storage | Error::ShuttingDown => {
@@ -98,6 +141,10 @@ impl Ingest for IngestService {
                     _ => tracing::warn!(?peer, error = %e, "ingest session refused"),
                 }
                 let _ = tx.send(Err(e.into())).await;
+                drop(tx);
+                if drain {
+                    session.drain_inbound().await;
+                }
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -106,6 +153,8 @@ impl Ingest for IngestService {
 
 /// The state of one agent's stream.
 struct Session {
+    /// The caller's credential, when authentication is on.
+    bound: Option<crate::auth::Principal>,
     service: IngestService,
     inbound: Streaming<ShipRequest>,
     tx: ResponseTx,
@@ -120,7 +169,7 @@ enum Inbound {
 }
 
 impl Session {
-    async fn run(mut self) -> Result<(), Error> {
+    async fn run(&mut self) -> Result<(), Error> {
         let shutdown = self.service.shutdown.clone();
         let first = tokio::select! {
             m = self.next() => m?,
@@ -129,12 +178,19 @@ impl Session {
         let hello = match first {
             Inbound::Message(ShipRequest {
                 kind: Some(In::Hello(h)),
-            }) => check_hello(h)?,
+            }) => check_binding(self.bound.as_ref(), check_hello(h)?)?,
             Inbound::Message(ShipRequest {
                 kind: Some(In::Batch(_)),
             }) => {
                 return Err(Error::FailedPrecondition(
                     "expected Hello before Batch".into(),
+                ))
+            }
+            Inbound::Message(ShipRequest {
+                kind: Some(In::Head(_)),
+            }) => {
+                return Err(Error::FailedPrecondition(
+                    "expected Hello before Head".into(),
                 ))
             }
             Inbound::Message(ShipRequest { kind: None }) => {
@@ -187,13 +243,18 @@ impl Session {
                     pending.pop_front();
                     match answer.map_err(|_| Error::ShuttingDown)?? {
                         WriterResponse::Ack(ack) => self.send(Out::Ack(ack)).await?,
-                        WriterResponse::Position(_) => return Err(Error::Storage),
+                        WriterResponse::Position(_) | WriterResponse::Recorded => return Err(Error::Storage),
                     }
                 }
                 m = self.next(), if can_read => match m? {
                     Inbound::Closed => reading = false,
                     Inbound::Message(ShipRequest { kind: Some(In::Batch(b)) }) => {
-                        self.check_batch(&b)?;
+                        self.service.counters.received(b.entries.len());
+                        self.check_batch(&b).inspect_err(|e| {
+                            if let Some(r) = crate::metrics::Reason::of(e) {
+                                self.service.counters.rejected(r, b.entries.len() as u64);
+                            }
+                        })?;
                         let (machine_id, generation) = (claim.machine_id.clone(), claim.generation);
                         let rx = self
                             .service
@@ -201,6 +262,9 @@ impl Session {
                             .submit(|reply| WriterRequest::Commit { machine_id, generation, batch: b, reply })
                             .await?;
                         pending.push_back(rx);
+                    }
+                    Inbound::Message(ShipRequest { kind: Some(In::Head(h)) }) => {
+                        self.heartbeat(claim, h)?;
                     }
                     Inbound::Message(ShipRequest { kind: Some(In::Hello(_)) }) => {
                         return Err(Error::FailedPrecondition(
@@ -220,6 +284,19 @@ impl Session {
         }
     }
 
+    /// Reads and drops what the agent still sends until it closes its side
+    /// (or [`CLOSE_DEADLINE`] passes). Dropping the request stream while
+    /// the agent is still sending resets the HTTP/2 stream, and a reset can
+    /// overtake the last acknowledgements and the final status on their
+    /// way to the agent. Nothing would repeat (the agent resumes from the
+    /// Welcome cursor) but its acknowledged position would lag the truth.
+    async fn drain_inbound(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+            while let Ok(Some(_)) = self.inbound.message().await {}
+        })
+        .await;
+    }
+
     /// The next message from the agent, with transport errors mapped.
     async fn next(&mut self) -> Result<Inbound, Error> {
         match self.inbound.message().await {
@@ -236,6 +313,26 @@ impl Session {
             .map_err(|_| Error::ClientGone)
     }
 
+    /// Keeps a reported head for the next bulk write.
+    fn heartbeat(&self, claim: &Claim, h: Head) -> Result<(), Error> {
+        if !h.cursor.is_empty() {
+            cursor::validate(&h.cursor).map_err(|err| {
+                Error::InvalidArgument(format!(
+                    "Head.cursor {} is not a journal cursor: {err}",
+                    quote(&h.cursor)
+                ))
+            })?;
+        }
+        self.service.heartbeats.report(HeadReport {
+            machine_id: claim.machine_id.clone(),
+            generation: claim.generation,
+            cursor: h.cursor,
+            realtime_usec: i64::try_from(h.realtime_usec).unwrap_or(i64::MAX),
+            reported_usec: crate::db::hosts::now_usec(),
+        });
+        Ok(())
+    }
+
     fn check_batch(&mut self, b: &Batch) -> Result<(), Error> {
         if b.seq != self.next_seq {
             return Err(Error::InvalidArgument(format!(
@@ -247,13 +344,16 @@ impl Session {
         let max = self.service.limits.max_batch_entries;
         if b.entries.len() > max {
             return Err(Error::TooLarge(format!(
-                "batch {} has {} entries; the server accepts at most {max} per batch",
+                "batch {} has {} entries; the server accepts at most {max} per batch (--max-batch-entries)",
                 b.seq,
                 b.entries.len()
             )));
         }
         check_cursor(b.seq, "prev_cursor", &b.prev_cursor)?;
         check_cursor(b.seq, "last_cursor", &b.last_cursor)?;
+        if let Some(h) = &b.head {
+            check_cursor(b.seq, "head.cursor", &h.cursor)?;
+        }
         if b.last_cursor.is_empty() && !b.entries.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "batch {} has entries but no last_cursor",
@@ -331,6 +431,21 @@ fn check_hello(h: Hello) -> Result<HostHello, Error> {
         boot_id: h.boot_id.to_ascii_lowercase(),
         agent_version: h.agent_version,
     })
+}
+
+/// An agent whose credential names a machine id may only say Hello as
+/// that machine.
+fn check_binding(
+    principal: Option<&crate::auth::Principal>,
+    hello: HostHello,
+) -> Result<HostHello, Error> {
+    match principal.and_then(|p| p.machine_id.as_deref().map(|m| (p, m))) {
+        Some((p, bound)) if bound != hello.machine_id => Err(Error::PermissionDenied(format!(
+            "{} may only ship as machine {bound}; Hello names machine {}",
+            p.name, hello.machine_id
+        ))),
+        _ => Ok(hello),
+    }
 }
 
 /// Maps a failure to read from the agent's stream.

@@ -8,6 +8,7 @@
 //! [`server`] ties it together: `Server::bind(config)` then
 //! `serve(shutdown)`, or [`run`].
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod forward;
 pub mod grpc;
 pub mod ingest;
 pub mod local_agent;
+pub mod metrics;
 pub mod progress;
 pub mod query;
 pub mod server;

@@ -10,10 +10,12 @@
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::db::open::{open, Database, OpenError};
+use crate::db::retention::{Policy, Retention};
 use crate::db::writer::{Bounds, Stats, Writer};
 use crate::grpc::{router, GrpcContext};
-use crate::ingest::{IngestService, Limits, MAX_BATCH_ENTRIES};
+use crate::ingest::{IngestService, Limits};
 use crate::local_agent;
+use crate::metrics::{MetricsListener, MetricsServer};
 use crate::progress;
 use crate::sessions::Sessions;
 use jr_proto::v1::ingest_server::IngestServer;
@@ -48,6 +50,15 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Forward(#[from] crate::forward::ForwardError),
+    #[error("retention: {0}")]
+    Retention(#[from] crate::db::retention::RetentionError),
+    #[error(transparent)]
+    Security(#[from] crate::auth::SecurityError),
+    #[error("cannot serve metrics on {addr} (--metrics-listen): {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A server with its database open and its socket bound.
@@ -56,6 +67,11 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     db: Database,
+    security: crate::auth::Security,
+    /// What retention has done; read by metrics.
+    retention: Arc<crate::db::retention::RetentionStats>,
+    /// The `/metrics` and `/healthz` socket, unless turned off.
+    metrics: Option<MetricsListener>,
 }
 
 impl Server {
@@ -64,19 +80,41 @@ impl Server {
     /// [`Server::local_addr`]).
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let addr = config.validate()?;
-        let db = open(&config.db, config.synchronous).await?;
+        let security = crate::auth::Security::load(&config)?;
+        let mut db = open(&config.db, config.synchronous).await?;
+        crate::db::retention::prepare(&mut db.write, &Policy::from_config(&config)).await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let metrics = MetricsListener::bind(config.metrics_spec()?)
+            .await
+            .map_err(|(addr, source)| ServerError::MetricsBind { addr, source })?;
+        if security.tokens_file.is_some() && security.tls.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(%local_addr, "bearer tokens travel in plain text: give --tls-cert/--tls-key");
+        }
         Ok(Server {
             config,
             listener,
             local_addr,
             db,
+            security,
+            retention: Default::default(),
+            metrics,
         })
+    }
+
+    /// The address of `/metrics` and `/healthz`, when they are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsListener::local_addr)
+    }
+
+    /// Counters of retention's passes (entries deleted, bytes freed, the
+    /// database's size).
+    pub fn retention_stats(&self) -> Arc<crate::db::retention::RetentionStats> {
+        self.retention.clone()
     }
 
     /// The address the server listens on.
@@ -91,21 +129,31 @@ impl Server {
             listener,
             local_addr,
             db,
+            security,
+            retention,
+            metrics,
         } = self;
         let sessions = Arc::new(Sessions::default());
         let bounds = Bounds {
             commit_entries: config.commit_entries,
             commit_latency: config.commit_latency,
         };
-        let (writer, writer_handle, stats) = Writer::new(db.write, sessions.clone(), bounds)
+        let (mut writer, writer_handle, stats) = Writer::new(db.write, sessions.clone(), bounds)
             .await
             .map_err(ServerError::Load)?;
-        let writer_task = tokio::spawn(writer.run());
+        let policy = Policy::from_config(&config);
+        let maintenance = policy.is_active().then(|| writer.maintenance());
+        let writer_running = stats.counters.writer();
+        let writer_task = tokio::spawn(async move {
+            let _running = writer_running;
+            writer.run().await
+        });
 
         let tasks = TaskTracker::new();
         let limits = Limits {
             max_message_bytes: config.max_message_bytes,
-            max_batch_entries: MAX_BATCH_ENTRIES,
+            max_batch_entries: config.max_batch_entries,
+            max_sessions: config.max_sessions,
         };
         let ingest = IngestService::new(
             writer_handle,
@@ -113,16 +161,22 @@ impl Server {
             limits,
             shutdown.clone(),
             tasks.clone(),
-        );
+        )
+        .with_counters(stats.counters.clone());
+        let metrics_sessions = sessions.clone();
         let (router, health) = router(GrpcContext {
             ingest,
             limits,
             read_pool: db.read.clone(),
             shutdown: shutdown.clone(),
-            sessions,
+            sessions: sessions.clone(),
             commits: stats.committed.subscribe(),
+            auth: security.auth.clone(),
+            host_policy: config.host_policy(),
+            counters: stats.counters.clone(),
         })
         .await?;
+        security.watch(config.reload_interval, shutdown.clone(), &tasks)?;
         let forwarder = crate::forward::Forwarder::start(
             crate::forward::ForwardContext {
                 read: db.read.clone(),
@@ -137,20 +191,66 @@ impl Server {
         if let Some(path) = &config.config {
             forwarder.reload_on_sighup(path.clone())?;
         }
-        let router = router.add_service(crate::forward::service::RoutesService::server(forwarder));
+        let router = router.add_service(crate::metrics::grpc::counted(
+            crate::forward::service::RoutesService::server(forwarder.clone()),
+            &stats.counters.queries,
+        ));
 
         progress::listening(local_addr, &config.db, &stats);
         tasks.spawn(progress::report(stats.clone(), shutdown.clone()));
+        if let Some(listener) = metrics {
+            progress::say(format_args!(
+                "jr-server metrics on http://{}/metrics",
+                listener.local_addr()
+            ));
+            let scrape = crate::metrics::scrape::Scrape::new(crate::metrics::scrape::Sources {
+                stats: stats.clone(),
+                retention: retention.clone(),
+                read: db.read.clone(),
+                sessions: metrics_sessions,
+                policy: config.host_policy(),
+                forwarder: Some(forwarder),
+                db_path: config.db.clone(),
+            });
+            let health = crate::metrics::health::Health {
+                read: db.read.clone(),
+                counters: stats.counters.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let endpoint = MetricsServer::new(&stats.counters, scrape, health);
+            tasks.spawn(endpoint.serve(listener, shutdown.clone()));
+        }
+        if let Some(maintenance) = maintenance {
+            let retention = Retention::new(
+                policy,
+                maintenance,
+                db.read.clone(),
+                config.db.clone(),
+                retention,
+                stats.committed.subscribe(),
+            );
+            tasks.spawn(retention.run(shutdown.clone()));
+        }
         if config.local_agent {
             local_agent::spawn(&config, local_addr, shutdown.clone(), &tasks);
         }
 
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         // The block owns the router: leaving it drops the services and with
         // them their handles on the writer.
         let served = {
-            let serving =
-                router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+            let stop = shutdown.clone().cancelled_owned();
+            let serving = match &security.tls {
+                Some((_, tls)) => {
+                    futures::future::Either::Left(router.serve_with_incoming_shutdown(
+                        crate::auth::tls::incoming(listener, tls.clone()),
+                        stop,
+                    ))
+                }
+                None => futures::future::Either::Right(router.serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop,
+                )),
+            };
             tokio::pin!(serving);
             let deadline = async {
                 shutdown.cancelled().await;

@@ -109,7 +109,7 @@ impl Sessions {
             .await?;
         match rx.await.map_err(|_| Error::ShuttingDown)?? {
             Response::Position(p) => Ok((claim, p)),
-            Response::Ack(_) => Err(Error::Storage),
+            Response::Ack(_) | Response::Recorded => Err(Error::Storage),
         }
     }
 }

@@ -171,6 +171,7 @@ async fn bad_hello_and_garbage_cursors_are_invalid_arguments() {
         last_cursor: entry(1).cursor,
         entries: entries(1..2),
         gap_entries: 0,
+        head: None,
     }))
     .await;
     let s = b.recv_error().await;

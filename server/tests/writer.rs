@@ -1,5 +1,6 @@
 //! The writer task on a real SQLite file, driven without gRPC: fencing by
-//! generation and recovery from a failed commit.
+//! generation, recovery from a failed commit, and the full-text index it
+//! fills once per group commit.
 
 mod common;
 
@@ -50,6 +51,7 @@ async fn commit(
         last_cursor: entries.last().map(|e| e.cursor.clone()).unwrap_or_default(),
         entries,
         gap_entries: 0,
+        head: None,
     };
     let machine_id: Arc<str> = Arc::from(machine_id);
     let rx = w
@@ -151,6 +153,8 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
 
     let pool = read(&path).await;
     assert_eq!(count(&pool).await, 2);
+    // The rolled-back group left nothing in the full-text index either.
+    assert_eq!(matching(&pool, "message").await, vec![1, 2]);
     let unit: Option<String> = sqlx::query_scalar("SELECT unit FROM journal ORDER BY id LIMIT 1")
         .fetch_one(&pool)
         .await
@@ -161,4 +165,122 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
         .await
         .unwrap();
     assert_eq!(cursor, small[1].cursor);
+}
+
+/// Entry ids whose message matches the full-text query `words`.
+async fn matching(pool: &SqlitePool, words: &str) -> Vec<i64> {
+    sqlx::query_scalar("SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?1 ORDER BY rowid")
+        .bind(words)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_stored_message_is_indexed_once_and_deletes_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let db = open(&path, Synchronous::Normal).await.unwrap();
+    let sessions = Arc::new(Sessions::default());
+    // Small groups, so that the batches below span several commits.
+    let bounds = Bounds {
+        commit_entries: 3,
+        ..BOUNDS
+    };
+    let (writer, handle, _) = Writer::new(db.write, sessions.clone(), bounds)
+        .await
+        .unwrap();
+    let task = tokio::spawn(writer.run());
+    let (a, b) = (machine(3), machine(4));
+    let (ca, cb) = (sessions.claim(&a), sessions.claim(&b));
+    hello(&handle, &a).await;
+    hello(&handle, &b).await;
+    let mut prev_a = String::new();
+    let mut prev_b = String::new();
+    for k in 0..4u64 {
+        let batch = entries(1 + k * 5..6 + k * 5);
+        let last = batch[4].cursor.clone();
+        let r = commit(&handle, &a, ca.generation, &prev_a, batch).await;
+        assert!(matches!(r, Ok(Response::Ack(_))), "{r:?}");
+        prev_a = last;
+        // One entry without MESSAGE: stored, not indexed.
+        let mut batch = entries(100 + k * 2..102 + k * 2);
+        batch[1].fields.retain(|f| f.name != "MESSAGE");
+        let last = batch[1].cursor.clone();
+        let r = commit(&handle, &b, cb.generation, &prev_b, batch).await;
+        assert!(matches!(r, Ok(Response::Ack(_))), "{r:?}");
+        prev_b = last;
+    }
+    drop(handle);
+    task.await.unwrap();
+
+    let pool = read(&path).await;
+    assert_eq!(count(&pool).await, 28);
+    let with_message: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM entries WHERE message IS NOT NULL ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(with_message.len(), 24);
+    assert_eq!(matching(&pool, "message").await, with_message);
+    let seventeen: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM entries WHERE message = CAST('message 17' AS BLOB)")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(seventeen.len(), 1);
+    assert_eq!(matching(&pool, "17").await, seventeen);
+    pool.close().await;
+
+    // Deleting entries (as retention does) takes them out of the index.
+    let rw = SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    rw.execute("DELETE FROM entries WHERE id <= 10")
+        .await
+        .unwrap();
+    let left: Vec<i64> = with_message.into_iter().filter(|&id| id > 10).collect();
+    assert_eq!(matching(&rw, "message").await, left);
+}
+
+#[tokio::test]
+async fn batches_larger_than_the_memory_budget_still_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let db = open(&path, Synchronous::Normal).await.unwrap();
+    let sessions = Arc::new(Sessions::default());
+    let (writer, handle, _) = Writer::new(db.write, sessions.clone(), BOUNDS)
+        .await
+        .unwrap();
+    let task = tokio::spawn(writer.run());
+    // Three sessions at once, each with a batch over the writer's 16 MiB
+    // budget of queued batches: each waits for the whole budget in turn.
+    let mut sent = Vec::new();
+    // Sessions hold their machines until the end.
+    let mut claims = Vec::new();
+    for n in 5..8u8 {
+        let m = machine(n);
+        let claim = sessions.claim(&m);
+        let generation = claim.generation;
+        claims.push(claim);
+        hello(&handle, &m).await;
+        let mut big = entries(1..6);
+        for e in &mut big {
+            e.fields.push(field("PAYLOAD", &vec![b'p'; 7 << 19]));
+        }
+        let handle = handle.clone();
+        sent.push(tokio::spawn(async move {
+            commit(&handle, &m, generation, "", big).await
+        }));
+    }
+    for s in sent {
+        let r = s.await.unwrap();
+        assert!(
+            matches!(r, Ok(Response::Ack(ref a)) if a.stored == 5),
+            "{r:?}"
+        );
+    }
+    drop(handle);
+    task.await.unwrap();
+    assert_eq!(count(&read(&path).await).await, 15);
 }

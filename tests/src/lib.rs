@@ -20,6 +20,7 @@
 pub mod db;
 pub mod fixture;
 pub mod journalctl;
+pub mod pki;
 pub mod procs;
 
 pub use db::{eventually, Db, JournalRow};

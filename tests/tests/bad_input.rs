@@ -152,6 +152,7 @@ fn batch(cursor: &str, message: Vec<u8>) -> Bytes {
         last_cursor: cursor.to_owned(),
         entries: vec![entry(cursor, message)],
         gap_entries: 0,
+        head: None,
     }))
 }
 

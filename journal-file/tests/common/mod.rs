@@ -142,6 +142,11 @@ fn hex(b: &[u8]) -> String {
 
 /// Writes `export` into the journal file `out` with systemd-journal-remote.
 pub fn journal_remote(export: &[u8], out: &Path, layout: Layout) {
+    journal_remote_env(export, out, layout, &[]);
+}
+
+/// [`journal_remote`] with extra environment variables.
+pub fn journal_remote_env(export: &[u8], out: &Path, layout: Layout, env: &[(&str, &str)]) {
     let mut child = Command::new(JOURNAL_REMOTE)
         .arg("-o")
         .arg(out)
@@ -158,6 +163,7 @@ pub fn journal_remote(export: &[u8], out: &Path, layout: Layout) {
             "SYSTEMD_JOURNAL_KEYED_HASH",
             if layout.keyed_hash { "1" } else { "0" },
         )
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

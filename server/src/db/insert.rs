@@ -75,14 +75,15 @@ fn int(v: u64) -> i64 {
 }
 
 impl Inserter {
-    /// Inserts `entries` for `host_id`; returns how many rows were written.
+    /// Inserts `entries` for `host_id`; returns how many rows were written
+    /// and the id of the last one (`None` for no rows).
     pub async fn insert(
         &mut self,
         conn: &mut SqliteConnection,
         interner: &mut Interner,
         host_id: i64,
         entries: &[Entry],
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<(u64, Option<i64>), sqlx::Error> {
         self.blobs.clear();
         let mut rows: Vec<Row<'_>> = Vec::with_capacity(entries.len());
         // Encoding first, rows after: rows borrow the finished buffer.
@@ -97,6 +98,7 @@ impl Inserter {
         }
         let sql = statements();
         let mut rest = &rows[..];
+        let mut last_id = None;
         while !rest.is_empty() {
             let k = LOG2_MAX_ROWS.min(rest.len().ilog2() as usize);
             let (chunk, tail) = rest.split_at(1 << k);
@@ -120,10 +122,10 @@ impl Inserter {
                     .bind(r.message)
                     .bind(&self.blobs[r.fields.clone()]);
             }
-            q.execute(&mut *conn).await?;
+            last_id = Some(q.execute(&mut *conn).await?.last_insert_rowid());
             rest = tail;
         }
-        Ok(rows.len() as u64)
+        Ok((rows.len() as u64, last_id))
     }
 }
 

@@ -3,8 +3,11 @@
 //! inserts). Everything that writes lives here; readers use the pool from
 //! [`open::Database`].
 
+pub mod gaps;
+pub mod heartbeats;
 pub mod hosts;
 pub mod insert;
 pub mod intern;
 pub mod open;
+pub mod retention;
 pub mod writer;

@@ -16,11 +16,19 @@
 //! (disk full, I/O error) rolls the whole group back and answers each
 //! request with a storage error; the agents reconnect and resend, and the
 //! writer goes on with the next group.
+//!
+//! The full-text index is filled once per group, just before COMMIT, from
+//! the rows the group inserted (`id >` the newest id before the group):
+//! one FTS5 flush per commit instead of one per statement, and the index
+//! commits or rolls back with the entries.
 
-use crate::db::hosts::{self, HostHello, HostState};
+use crate::db::gaps;
+use crate::db::hosts::{self, HeadReport, HostHello, HostState};
 use crate::db::insert::Inserter;
 use crate::db::intern::Interner;
+use crate::db::retention;
 use crate::error::{quote, Error};
+use crate::metrics::Reason;
 use crate::sessions::Sessions;
 use jr_proto::v1::{Ack, Batch};
 use sqlx::{Executor as _, SqliteConnection};
@@ -28,11 +36,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-/// Requests waiting for the writer. Each holds one batch, so this bounds
-/// the memory of batches accepted but not yet stored.
+/// Requests waiting for the writer (the byte budget below is what bounds
+/// their memory).
 const QUEUE: usize = 64;
+/// Encoded bytes of batches submitted and not yet applied by the writer,
+/// over all sessions. A decoded batch takes a few times its encoded size,
+/// so this is what bounds the server's memory for batches whatever the
+/// number of agents and their windows; it holds more than one full group
+/// (`--commit-entries` of typical entries), so the writer never waits for
+/// it. A session whose batch does not fit waits (and so does its agent).
+const BATCH_BUDGET: usize = 16 << 20;
 
 /// The answer to a Hello: where the host's journal was committed up to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +62,8 @@ pub struct Position {
 pub enum Response {
     Position(Position),
     Ack(Ack),
+    /// Heads recorded.
+    Recorded,
 }
 
 pub type Reply = oneshot::Sender<Result<Response, Error>>;
@@ -64,12 +81,18 @@ pub enum Request {
         batch: Batch,
         reply: Reply,
     },
+    /// Record heads agents reported outside batches (heartbeats), many
+    /// hosts in one request.
+    Heads {
+        heads: Vec<HeadReport>,
+        reply: Reply,
+    },
 }
 
 impl Request {
     fn entries(&self) -> usize {
         match self {
-            Request::Hello { .. } => 0,
+            Request::Hello { .. } | Request::Heads { .. } => 0,
             Request::Commit { batch, .. } => batch.entries.len(),
         }
     }
@@ -86,12 +109,22 @@ pub struct Stats {
     pub failed_commits: AtomicU64,
     /// Id of the newest committed entry; wakes live-tail followers.
     pub committed: tokio::sync::watch::Sender<i64>,
+    /// Commit latency, group sizes and refusals, for `/metrics`.
+    pub counters: crate::metrics::Counters,
 }
 
 /// The sending side of the writer's queue.
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Queued>,
+    budget: Arc<Semaphore>,
+}
+
+/// A request in the queue with its share of [`BATCH_BUDGET`], given back
+/// once the writer has applied it (and dropped the batch).
+pub struct Queued {
+    request: Request,
+    room: Option<OwnedSemaphorePermit>,
 }
 
 impl WriterHandle {
@@ -101,8 +134,19 @@ impl WriterHandle {
         make: impl FnOnce(Reply) -> Request,
     ) -> Result<oneshot::Receiver<Result<Response, Error>>, Error> {
         let (reply, rx) = oneshot::channel();
+        let request = make(reply);
+        let room = match &request {
+            Request::Commit { batch, .. } => {
+                // A batch larger than the whole budget waits for all of it.
+                let bytes = prost::Message::encoded_len(batch).clamp(1, BATCH_BUDGET);
+                let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+                let room = self.budget.clone().acquire_many_owned(permits).await;
+                Some(room.map_err(|_| Error::ShuttingDown)?)
+            }
+            _ => None,
+        };
         self.tx
-            .send(make(reply))
+            .send(Queued { request, room })
             .await
             .map_err(|_| Error::ShuttingDown)?;
         Ok(rx)
@@ -119,7 +163,7 @@ pub struct Bounds {
 /// The writer task's state.
 pub struct Writer {
     conn: SqliteConnection,
-    rx: mpsc::Receiver<Request>,
+    rx: mpsc::Receiver<Queued>,
     sessions: Arc<Sessions>,
     stats: Arc<Stats>,
     bounds: Bounds,
@@ -129,7 +173,16 @@ pub struct Writer {
     hosts: HashMap<String, HostState>,
     /// Hosts as changed by the open transaction.
     staged: HashMap<String, HostState>,
+    /// Retention's queue, once [`Writer::maintenance`] made it.
+    maintenance: Option<mpsc::Receiver<retention::Job>>,
+    /// Id of the last entry inserted by the open transaction.
+    last_id: Option<i64>,
 }
+
+/// Indexes the messages of the rows inserted after `?1` (the newest id
+/// before the group).
+const FTS_FILL: &str = "INSERT INTO entries_fts(rowid, message) \
+     SELECT id, CAST(message AS TEXT) FROM entries WHERE id > ?1 AND message IS NOT NULL";
 
 /// A request applied to the open transaction, answered after commit.
 struct Pending {
@@ -162,33 +215,73 @@ impl Writer {
             inserter: Inserter::default(),
             hosts,
             staged: HashMap::new(),
+            maintenance: None,
+            last_id: None,
         };
-        Ok((writer, WriterHandle { tx }, stats))
+        let budget = Arc::new(Semaphore::new(BATCH_BUDGET));
+        Ok((writer, WriterHandle { tx, budget }, stats))
+    }
+
+    /// The queue retention sends its jobs through (see `retention`). Jobs
+    /// run between group commits, never inside one; the writer picks
+    /// fairly between this queue and the ingest queue.
+    pub fn maintenance(&mut self) -> retention::Maintenance {
+        let (handle, rx) = retention::Maintenance::channel();
+        self.maintenance = Some(rx);
+        handle
     }
 
     /// Runs until every [`WriterHandle`] is dropped and the queue is empty.
     pub async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
-            self.group(first).await;
+        loop {
+            let next = tokio::select! {
+                r = self.rx.recv() => r.map(Next::Group),
+                Some(job) = next_job(&mut self.maintenance) => Some(Next::Job(job)),
+            };
+            match next {
+                Some(Next::Group(first)) => self.group(first).await,
+                Some(Next::Job(job)) => job.run(&mut self.conn).await,
+                None => break,
+            }
         }
         tracing::debug!("writer stopped: queue closed and drained");
     }
 
-    async fn group(&mut self, first: Request) {
+    async fn group(&mut self, first: Queued) {
         let started = Instant::now();
-        if let Err(e) = self.conn.execute("BEGIN").await {
+        // IMMEDIATE: the write lock is taken (waiting out the busy timeout)
+        // before the first read below; a deferred transaction that read
+        // first could not upgrade after another connection's write.
+        if let Err(e) = self.conn.execute("BEGIN IMMEDIATE").await {
             tracing::error!(error = %e, "cannot begin a transaction; the request was not stored");
-            let p = Pending::storage_error(first);
+            let p = Pending::storage_error(first.request);
             let _ = p.reply.send(p.result);
             return;
         }
+        // Read inside the transaction: whatever else deletes entries cannot
+        // move it before the fill below.
+        let before = match newest_id(&mut self.conn).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the newest entry id; the request was not stored");
+                if let Err(rb) = self.conn.execute("ROLLBACK").await {
+                    tracing::debug!(error = %rb, "rollback after failed read");
+                }
+                let p = Pending::storage_error(first.request);
+                let _ = p.reply.send(p.result);
+                return;
+            }
+        };
+        self.last_id = None;
         let mut pending: Vec<Pending> = Vec::new();
         let mut failure = None;
         let mut next = Some(first);
         let mut entries = 0usize;
-        while let Some(req) = next.take() {
-            entries += req.entries();
-            match self.apply(req).await {
+        while let Some(Queued { request, room }) = next.take() {
+            entries += request.entries();
+            let applied = self.apply(request).await;
+            drop(room);
+            match applied {
                 Ok(p) => pending.push(p),
                 Err((p, e)) => {
                     pending.push(p);
@@ -204,7 +297,7 @@ impl Writer {
             next = self.rx.try_recv().ok();
         }
         let outcome = match failure {
-            None => self.conn.execute("COMMIT").await.map(drop),
+            None => self.finish(before).await,
             Some(e) => Err(e),
         };
         match outcome {
@@ -214,9 +307,14 @@ impl Writer {
                 let stored: u64 = pending.iter().map(|p| p.stored).sum();
                 self.stats.stored.fetch_add(stored, Ordering::Relaxed);
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                let batches = pending
+                    .iter()
+                    .filter(|p| matches!(p.result, Ok(Response::Ack(_))))
+                    .count();
+                (self.stats.counters).committed(started.elapsed(), stored, batches as u64);
                 tracing::trace!(requests = pending.len(), stored, "group committed");
-                if stored > 0 {
-                    self.publish_head().await;
+                if let Some(id) = self.last_id.filter(|_| stored > 0) {
+                    self.stats.committed.send_replace(id);
                 }
                 for p in pending {
                     let _ = p.reply.send(p.result);
@@ -229,10 +327,15 @@ impl Writer {
                 self.staged.clear();
                 self.interner.forget_uncommitted();
                 self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.counters.commit_failed();
                 let batches = pending.len();
                 tracing::error!(error = %e, batches, "group commit failed and was rolled back; its agents will resend");
                 for p in pending {
                     let result = match p.result {
+                        Ok(Response::Ack(_)) => {
+                            (self.stats.counters).rejected(Reason::storage, p.stored);
+                            Err(Error::Storage)
+                        }
                         Ok(_) => Err(Error::Storage),
                         refused => refused,
                     };
@@ -265,46 +368,66 @@ impl Writer {
             } => {
                 if !self.sessions.is_current(&machine_id, generation) {
                     let machine_id = machine_id.to_string();
+                    (self.stats.counters).rejected(Reason::superseded, batch.entries.len() as u64);
                     return Ok(Pending::err(reply, Error::Superseded { machine_id }));
                 }
                 let host = match self.check_continuity(&machine_id, &batch) {
                     Ok(h) => h,
-                    Err(e) => return Ok(Pending::err(reply, e)),
+                    Err(e) => {
+                        let n = batch.entries.len() as u64;
+                        (self.stats.counters).rejected(Reason::failed_precondition, n);
+                        return Ok(Pending::err(reply, e));
+                    }
                 };
-                match self.store(host.id, &host.cursor, &batch).await {
-                    Ok((cursor, stored)) => {
+                match self.store(&host, &batch).await {
+                    Ok((state, stored)) => {
                         let ack = Ack {
                             seq: batch.seq,
-                            cursor: cursor.clone(),
+                            cursor: state.cursor.clone(),
                             stored,
                         };
-                        self.staged.insert(
-                            machine_id.to_string(),
-                            HostState {
-                                id: host.id,
-                                cursor,
-                            },
-                        );
+                        self.staged.insert(machine_id.to_string(), state);
                         Ok(Pending::ok(reply, Response::Ack(ack), stored))
                     }
                     Err(e) => Err((Pending::err(reply, Error::Storage), e)),
                 }
             }
+            Request::Heads { heads, reply } => match self.record_heads(heads).await {
+                Ok(()) => Ok(Pending::ok(reply, Response::Recorded, 0)),
+                Err(e) => Err((Pending::err(reply, Error::Storage), e)),
+            },
         }
     }
 
-    /// Tells followers the id of the newest committed entry.
-    async fn publish_head(&mut self) {
-        match sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM entries")
-            .fetch_one(&mut self.conn)
-            .await
-        {
-            Ok(Some(id)) => {
-                self.stats.committed.send_replace(id);
+    /// Records heartbeat heads of hosts whose session is still current.
+    async fn record_heads(&mut self, heads: Vec<HeadReport>) -> Result<(), sqlx::Error> {
+        for r in heads {
+            if !self.sessions.is_current(&r.machine_id, r.generation) {
+                continue;
             }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "cannot read the newest entry id"),
+            let Some(host) = self
+                .staged
+                .get(&*r.machine_id)
+                .or_else(|| self.hosts.get(&*r.machine_id))
+            else {
+                continue;
+            };
+            if let Some(state) = hosts::record_head(&mut self.conn, host, &r).await? {
+                self.staged.insert(r.machine_id.to_string(), state);
+            }
         }
+        Ok(())
+    }
+
+    /// Indexes the group's new rows for full-text search and commits.
+    async fn finish(&mut self, before: i64) -> Result<(), sqlx::Error> {
+        if self.last_id.is_some() {
+            sqlx::query(FTS_FILL)
+                .bind(before)
+                .execute(&mut self.conn)
+                .await?;
+        }
+        self.conn.execute("COMMIT").await.map(drop)
     }
 
     /// The host as of the open transaction, if `batch` continues from its
@@ -330,26 +453,53 @@ impl Writer {
         Ok(host)
     }
 
-    /// Inserts the batch's entries and advances the host; returns the
-    /// host's new cursor and the number of entries stored.
+    /// Inserts the batch's entries, records its gaps and unit counts, and
+    /// advances the host; returns the host's new state and the number of
+    /// entries stored.
     async fn store(
         &mut self,
-        host_id: i64,
-        old_cursor: &str,
+        host: &HostState,
         batch: &Batch,
-    ) -> Result<(String, u64), sqlx::Error> {
-        let stored = self
+    ) -> Result<(HostState, u64), sqlx::Error> {
+        let (stored, last_id) = self
             .inserter
-            .insert(&mut self.conn, &mut self.interner, host_id, &batch.entries)
+            .insert(&mut self.conn, &mut self.interner, host.id, &batch.entries)
             .await?;
-        let cursor = if batch.last_cursor.is_empty() {
-            old_cursor.to_owned()
-        } else {
-            batch.last_cursor.clone()
-        };
-        hosts::advance(&mut self.conn, host_id, &cursor, stored, batch.gap_entries).await?;
-        Ok((cursor, stored))
+        if last_id.is_some() {
+            self.last_id = last_id;
+        }
+        hosts::count_units(&mut self.conn, host.id, stored).await?;
+        gaps::record_batch(&mut self.conn, &mut self.interner, host.id, batch).await?;
+        let state = hosts::advance(&mut self.conn, host, batch, stored).await?;
+        Ok((state, stored))
     }
+}
+
+enum Next {
+    Group(Queued),
+    Job(retention::Job),
+}
+
+/// The next retention job; never ready when there is no retention queue
+/// or it has closed.
+async fn next_job(rx: &mut Option<mpsc::Receiver<retention::Job>>) -> Option<retention::Job> {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(job) => Some(job),
+            None => {
+                *rx = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The newest entry id, 0 for an empty table.
+async fn newest_id(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM entries")
+        .fetch_one(conn)
+        .await
 }
 
 impl Pending {
@@ -371,7 +521,9 @@ impl Pending {
 
     fn storage_error(req: Request) -> Pending {
         let reply = match req {
-            Request::Hello { reply, .. } | Request::Commit { reply, .. } => reply,
+            Request::Hello { reply, .. }
+            | Request::Commit { reply, .. }
+            | Request::Heads { reply, .. } => reply,
         };
         Pending::err(reply, Error::Storage)
     }

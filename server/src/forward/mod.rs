@@ -276,6 +276,15 @@ impl Forwarder {
         Ok(())
     }
 
+    /// Delivery failures of each running route since it started.
+    pub async fn error_counts(&self) -> Vec<(String, u64)> {
+        let running = self.inner.routes.lock().await;
+        running
+            .iter()
+            .map(|(name, r)| (name.clone(), r.state.errors.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Every running route with its saved state.
     pub async fn list(&self) -> Result<Vec<jr_proto::v1::RouteStatus>, ForwardError> {
         let i = &self.inner;

@@ -49,6 +49,9 @@ pub struct RouteState {
     pub position: AtomicI64,
     /// Latest error and its time (microseconds since the epoch).
     pub last_error: Mutex<Option<(String, i64)>>,
+    /// Failed connects, writes and acknowledgements since the route
+    /// started (exported as a metric).
+    pub errors: std::sync::atomic::AtomicU64,
 }
 
 impl RouteState {
@@ -124,6 +127,7 @@ impl<S: Sink> Deliverer<S> {
     ) -> Result<(), Cancelled> {
         let text = e.to_string();
         let delay = self.backoff.delay(attempt);
+        self.state.errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(route = %self.name, error = %text, attempt, retry_in = ?delay, "route cannot deliver; nothing is lost, it will resend");
         self.sink.disconnect();
         self.state.connected.store(false, Ordering::Relaxed);

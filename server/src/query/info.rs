@@ -3,9 +3,11 @@
 
 use super::error::QueryError;
 use super::sql;
-use jr_proto::v1::{HostInfo, StatsResponse, UnitInfo};
+use crate::db::gaps as db_gaps;
+use crate::db::hosts::{self as db_hosts, HealthPolicy, HostHealth, HostLag};
+use jr_proto::v1::{GapInfo, GapsRequest, HostInfo, HostState, StatsResponse, UnitInfo};
 use sqlx::{Row, SqlitePool};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,74 +15,100 @@ fn usec(v: Option<i64>) -> u64 {
     v.map_or(0, |v| u64::try_from(v).unwrap_or(0))
 }
 
-/// Every host that ever shipped; `connected` says whether a machine id has
-/// a live agent session.
+/// Every host that ever shipped, with its lag behind its journal and its
+/// state (see `db::hosts`); `connected` says whether a machine id has a
+/// live agent session.
 pub async fn hosts(
     pool: &SqlitePool,
     connected: &(dyn Fn(&str) -> bool + Send + Sync),
+    policy: HealthPolicy,
 ) -> Result<Vec<HostInfo>, QueryError> {
+    let lags: HashMap<i64, HostLag> = db_hosts::lag_and_gaps(pool, connected, policy)
+        .await?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect();
     // The per-host MIN/MAX are answered from the (host_id, realtime_usec)
     // index, one seek each.
     let rows = sqlx::query(
-        "SELECT h.machine_id, h.hostname, h.entries, h.last_contact_usec, h.cursor, h.boot_id, \
-         h.agent_version, h.gap_entries, \
+        "SELECT h.id, h.machine_id, h.hostname, h.entries, h.boot_id, h.agent_version, \
          (SELECT MIN(realtime_usec) FROM entries WHERE host_id = h.id), \
          (SELECT MAX(realtime_usec) FROM entries WHERE host_id = h.id) \
          FROM hosts h ORDER BY h.hostname, h.machine_id",
     )
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let machine_id: String = r.try_get(0)?;
-            Ok(HostInfo {
-                connected: connected(&machine_id),
-                machine_id,
-                hostname: r.try_get(1)?,
-                entries: usec(r.try_get(2)?),
-                last_contact_usec: usec(r.try_get(3)?),
-                cursor: r.try_get(4)?,
-                boot_id: r.try_get(5)?,
-                agent_version: r.try_get(6)?,
-                gap_entries: usec(r.try_get(7)?),
-                first_entry_usec: usec(r.try_get(8)?),
-                last_entry_usec: usec(r.try_get(9)?),
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: i64 = r.try_get(0)?;
+        // A host that said Hello after the lag query ran is left for the
+        // next call.
+        let Some(l) = lags.get(&id) else { continue };
+        out.push(HostInfo {
+            connected: connected(&l.machine_id),
+            machine_id: r.try_get(1)?,
+            hostname: r.try_get(2)?,
+            entries: usec(r.try_get(3)?),
+            boot_id: r.try_get(4)?,
+            agent_version: r.try_get(5)?,
+            first_entry_usec: usec(r.try_get(6)?),
+            last_entry_usec: usec(r.try_get(7)?),
+            last_contact_usec: usec(Some(l.last_contact_usec)),
+            cursor: l.cursor.clone(),
+            gap_entries: l.vacuumed_entries,
+            head_cursor: l.head_cursor.clone(),
+            head_realtime_usec: usec(Some(l.head_realtime_usec)),
+            head_reported_usec: usec(Some(l.head_reported_usec)),
+            committed_realtime_usec: l.committed_realtime_usec,
+            lag_usec: (l.lag_seconds * 1e6).round() as u64,
+            entries_behind: l
+                .entries_behind
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            state: host_state(l.state) as i32,
+            behind_since_usec: usec(Some(l.behind_since_usec)),
+            suppressed_entries: l.suppressed_entries,
+        });
+    }
+    Ok(out)
 }
 
-/// Units with their entry counts, for all hosts or those matching `hosts`.
+fn host_state(h: HostHealth) -> HostState {
+    match h {
+        HostHealth::Ok => HostState::Ok,
+        HostHealth::Stalled => HostState::Stalled,
+        HostHealth::Silent => HostState::Silent,
+        HostHealth::Disconnected => HostState::Disconnected,
+    }
+}
+
+/// Units with their entry counts, for all hosts or those matching `hosts`,
+/// from the per-host counters in `host_units` (no entry is read).
 pub async fn units(pool: &SqlitePool, hosts: &[String]) -> Result<Vec<UnitInfo>, QueryError> {
-    let rows = if hosts.is_empty() {
-        // Answered from the (unit_id, realtime_usec) index alone.
-        sqlx::query(
-            "SELECT u.name, c.n, c.last FROM \
-             (SELECT unit_id, COUNT(*) AS n, MAX(realtime_usec) AS last FROM entries \
-              WHERE unit_id IS NOT NULL GROUP BY unit_id) c \
-             JOIN units u ON u.id = c.unit_id ORDER BY u.name",
-        )
-        .fetch_all(pool)
-        .await?
+    let filter = if hosts.is_empty() {
+        None
     } else {
         let ids = sql::host_ids(pool, hosts).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = vec!["?"; ids.len()].join(",");
-        let text = format!(
-            "SELECT u.name, c.n, c.last FROM \
-             (SELECT unit_id, COUNT(*) AS n, MAX(realtime_usec) AS last FROM entries \
-              WHERE unit_id IS NOT NULL AND host_id IN ({list}) GROUP BY unit_id) c \
-             JOIN units u ON u.id = c.unit_id ORDER BY u.name"
-        );
-        let mut q = sqlx::query(&text);
-        for id in &ids {
-            q = q.bind(id);
-        }
-        q.fetch_all(pool).await?
+        Some(ids)
     };
-    rows.iter()
+    let where_hosts = match &filter {
+        Some(ids) => format!("WHERE hu.host_id IN ({})", vec!["?"; ids.len()].join(",")),
+        None => String::new(),
+    };
+    let text = format!(
+        "SELECT u.name, SUM(hu.entries) AS n, MAX(hu.last_entry_usec) AS last \
+         FROM host_units hu JOIN units u ON u.id = hu.unit_id {where_hosts} \
+         GROUP BY hu.unit_id HAVING n > 0 ORDER BY u.name"
+    );
+    let mut q = sqlx::query(&text);
+    for id in filter.iter().flatten() {
+        q = q.bind(id);
+    }
+    q.fetch_all(pool)
+        .await?
+        .iter()
         .map(|r| {
             Ok(UnitInfo {
                 name: r.try_get(0)?,
@@ -89,6 +117,32 @@ pub async fn units(pool: &SqlitePool, hosts: &[String]) -> Result<Vec<UnitInfo>,
             })
         })
         .collect()
+}
+
+/// Recorded gaps, per host and unit, oldest first.
+pub async fn gaps(pool: &SqlitePool, req: &GapsRequest) -> Result<Vec<GapInfo>, QueryError> {
+    let ids = if req.hosts.is_empty() {
+        None
+    } else {
+        let ids = sql::host_ids(pool, &req.hosts).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Some(ids)
+    };
+    let since = req.since_usec.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+    let rows = db_gaps::list(pool, ids.as_deref(), since, req.limit).await?;
+    Ok(rows
+        .into_iter()
+        .map(|g| GapInfo {
+            hostname: g.hostname,
+            machine_id: g.machine_id,
+            unit: g.unit.unwrap_or_default(),
+            realtime_usec: usec(Some(g.realtime_usec)),
+            entries: usec(Some(g.entries)),
+            kind: g.kind,
+        })
+        .collect())
 }
 
 /// How far back the ingest rate looks.
@@ -133,9 +187,13 @@ impl Rate {
 
 /// Store totals and size.
 pub async fn stats(pool: &SqlitePool, rate: &Rate) -> Result<StatsResponse, QueryError> {
+    // Counts come from the per-host counters, the time range from one seek
+    // each end of the time index: no scan of entries.
     let row = sqlx::query(
-        "SELECT COUNT(*), MIN(realtime_usec), MAX(realtime_usec), \
-         (SELECT COUNT(*) FROM hosts), (SELECT COUNT(*) FROM units) FROM entries",
+        "SELECT (SELECT COALESCE(SUM(entries), 0) FROM hosts), \
+         (SELECT MIN(realtime_usec) FROM entries), (SELECT MAX(realtime_usec) FROM entries), \
+         (SELECT COUNT(*) FROM hosts), \
+         (SELECT COUNT(*) FROM (SELECT unit_id FROM host_units WHERE entries > 0 GROUP BY unit_id))",
     )
     .fetch_one(pool)
     .await?;

@@ -4,11 +4,12 @@
 use super::info::{self, Rate};
 use super::logs;
 use super::request::LogQuery;
+use crate::db::hosts::HealthPolicy;
 use crate::sessions::Sessions;
 use jr_proto::v1::query_server::{Query, QueryServer};
 use jr_proto::v1::{
-    HostsRequest, HostsResponse, LogsRequest, LogsResponse, StatsRequest, StatsResponse,
-    UnitsRequest, UnitsResponse,
+    GapsRequest, GapsResponse, HostsRequest, HostsResponse, LogsRequest, LogsResponse,
+    StatsRequest, StatsResponse, UnitsRequest, UnitsResponse,
 };
 use sqlx::SqlitePool;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct QueryService {
     /// Last committed entry id, from the writer; wakes followers.
     commits: Option<watch::Receiver<i64>>,
     connected: Connected,
+    /// When hosts count as stalled or silent.
+    policy: HealthPolicy,
     rate: Arc<Rate>,
     /// Ends follow streams so that the server can shut down.
     shutdown: CancellationToken,
@@ -69,10 +72,17 @@ impl QueryService {
             pool,
             commits,
             connected,
+            policy: HealthPolicy::default(),
             rate,
             shutdown,
             tasks,
         }
+    }
+
+    /// Uses `policy` (`--stall-after`, `--silent-after`) for host states.
+    pub fn with_policy(mut self, policy: HealthPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The service as jr-server mounts it: followers woken by the writer's
@@ -82,6 +92,7 @@ impl QueryService {
         sessions: &Arc<Sessions>,
         commits: &watch::Receiver<i64>,
         shutdown: &CancellationToken,
+        policy: HealthPolicy,
     ) -> QueryServer<Self> {
         let sessions = sessions.clone();
         let connected: Connected = Arc::new(move |machine_id| sessions.is_live(machine_id));
@@ -91,6 +102,7 @@ impl QueryService {
             connected,
             shutdown.clone(),
         )
+        .with_policy(policy)
         .into_server()
     }
 
@@ -133,7 +145,7 @@ impl Query for QueryService {
     }
 
     async fn hosts(&self, _: Request<HostsRequest>) -> Result<Response<HostsResponse>, Status> {
-        let hosts = info::hosts(&self.pool, self.connected.as_ref()).await?;
+        let hosts = info::hosts(&self.pool, self.connected.as_ref(), self.policy).await?;
         Ok(Response::new(HostsResponse { hosts }))
     }
 
@@ -143,6 +155,11 @@ impl Query for QueryService {
     ) -> Result<Response<UnitsResponse>, Status> {
         let units = info::units(&self.pool, &request.get_ref().hosts).await?;
         Ok(Response::new(UnitsResponse { units }))
+    }
+
+    async fn gaps(&self, request: Request<GapsRequest>) -> Result<Response<GapsResponse>, Status> {
+        let gaps = info::gaps(&self.pool, request.get_ref()).await?;
+        Ok(Response::new(GapsResponse { gaps }))
     }
 
     async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {

@@ -159,6 +159,7 @@ impl Agent {
             last_cursor: last.clone(),
             entries,
             gap_entries: 0,
+            head: None,
         }))
         .await;
         last

@@ -1,0 +1,12 @@
+-- Full-text index filled once per group commit instead of once per row.
+--
+-- The per-row trigger made SQLite flush FTS5's pending terms after every
+-- INSERT statement, which cost the writer half its time. The writer now
+-- indexes the new rows itself, at the end of each group commit and in the
+-- same transaction (`INSERT INTO entries_fts … SELECT … WHERE id > <the
+-- newest id before the group>`), so the index and the entries commit or
+-- roll back together.
+--
+-- The delete trigger stays: whatever deletes entries (retention, in
+-- chunks) keeps the index consistent without knowing about it.
+DROP TRIGGER IF EXISTS entries_fts_insert;
