@@ -141,8 +141,11 @@ impl Batcher {
         let mut batch = std::mem::take(&mut self.current);
         batch.seq = self.seq;
         batch.prev_cursor = std::mem::replace(&mut self.prev_cursor, batch.last_cursor.clone());
-        self.bytes = 0;
-        let bytes = batch.encoded_len();
+        // Protobuf fields encode independently: the entries' share is what
+        // `push` summed, so the entries are not walked a second time.
+        let entries = std::mem::take(&mut batch.entries);
+        let bytes = batch.encoded_len() + std::mem::take(&mut self.bytes);
+        batch.entries = entries;
         Some(PendingBatch { batch, bytes })
     }
 }

@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 // has a thread of its own.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    one_malloc_arena();
     let config = match jr_agent::cli::load() {
         Ok(c) => c,
         Err(ConfigFileError::Cli(e)) => e.exit(),
@@ -46,6 +47,20 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Keeps glibc malloc to one arena. Entries are allocated on the reader
+/// thread and freed on the runtime thread (and the head probe runs on a
+/// blocking-pool thread): with an arena per thread, each keeps its own
+/// peak of freed memory. One arena measured about 3 MiB less peak memory
+/// shipping a million entries, at the same CPU.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // any other thread of this process exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    };
 }
 
 /// SIGINT or SIGTERM: stop reading, wait for acknowledgements, exit 0.

@@ -180,8 +180,12 @@ pub async fn run(
         Compression::Zstd => Some(CompressionEncoding::Zstd),
         Compression::None => None,
     };
+    // Only requests are compressed: acknowledgements are a few bytes, and
+    // accepting compressed responses would have the server compress each
+    // one and this side set up a decompression context (megabytes of
+    // window) for every acknowledgement.
     if let Some(enc) = encoding {
-        client = client.send_compressed(enc).accept_compressed(enc);
+        client = client.send_compressed(enc);
     }
 
     // Hello goes into the request stream before the call, so a server

@@ -25,7 +25,11 @@ const ARRAY_CHUNK_ITEMS: u64 = 8192;
 /// Decoded data objects kept for reuse are at most this large each...
 const CACHE_VALUE_MAX: usize = 16 << 10;
 /// ...and at most this large together; the cache starts over beyond it.
-const CACHE_BYTES_MAX: usize = 64 << 20;
+/// The values worth keeping (host, unit, identifier, boot, a few repeated
+/// messages) are few and refill within a handful of entries after a reset,
+/// so a small cache keeps nearly all of the speed and bounds the reader's
+/// memory on a long journal.
+const CACHE_BYTES_MAX: usize = 4 << 20;
 
 const BOOT_ID_FIELD: &str = "_BOOT_ID";
 

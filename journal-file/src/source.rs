@@ -13,8 +13,10 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-/// Bytes read per window refill.
-const WINDOW: usize = 1 << 20;
+/// Bytes read per window refill: a few hundred entries of a typical
+/// journal, so system calls stay rare while the windows stay small (every
+/// open file keeps its own).
+const WINDOW: usize = 256 << 10;
 /// Windows kept; the oldest one is refilled first.
 const WINDOWS: usize = 4;
 /// How far before a missed offset a window starts, at most...

@@ -10,10 +10,12 @@
 //! stalled; one whose reader is stuck while its journal grows becomes
 //! stalled `--stall-after` after the head first got ahead.
 
+use crate::db::insert::UnitCount;
 use jr_journal::cursor::Cursor;
 use jr_proto::v1::Batch;
 use sqlx::{Row as _, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -223,31 +225,40 @@ pub async fn advance(
     })
 }
 
-/// Counts the last `stored` entries (the batch just inserted for
-/// `host_id`) into `host_units`, in the batch's transaction.
-///
-/// `NOT INDEXED` keeps the planner on the rowid range: left to itself it
-/// prefers the covering `entries_unit_time` index for `unit_id IS NOT
-/// NULL` and walks all of it, a cost that grows with the database.
+/// Adds a batch's per-unit counts (counted by the inserter from the rows
+/// it just wrote for `host_id`) to `host_units`, in the batch's
+/// transaction. One statement for all units (passed as a JSON array of
+/// `[unit_id, entries, last_entry_usec]`): each statement is a round trip
+/// to SQLite's thread, which costs more than the upsert itself.
 pub async fn count_units(
     conn: &mut SqliteConnection,
     host_id: i64,
-    stored: u64,
+    units: &[UnitCount],
 ) -> Result<(), sqlx::Error> {
-    if stored == 0 {
+    if units.is_empty() {
         return Ok(());
     }
+    let mut json = String::with_capacity(2 + units.len() * 40);
+    json.push('[');
+    for (i, u) in units.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        let _ = write!(json, "[{},{},{}]", u.unit_id, u.entries, u.last_entry_usec);
+    }
+    json.push(']');
+    // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.
     sqlx::query(
         "INSERT INTO host_units (host_id, unit_id, entries, last_entry_usec) \
-         SELECT ?1, unit_id, COUNT(*), MAX(realtime_usec) FROM entries NOT INDEXED \
-         WHERE id > (SELECT MAX(id) FROM entries) - ?2 AND unit_id IS NOT NULL \
-         GROUP BY unit_id \
+         SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+                json_extract(value, '$[2]') \
+         FROM json_each(?2) WHERE true \
          ON CONFLICT (host_id, unit_id) DO UPDATE SET \
              entries = entries + excluded.entries, \
              last_entry_usec = MAX(last_entry_usec, excluded.last_entry_usec)",
     )
     .bind(host_id)
-    .bind(int(stored))
+    .bind(json)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -59,11 +59,22 @@ struct Row<'a> {
     fields: Range<usize>,
 }
 
+/// Entries of one unit in the last inserted batch, for `host_units`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitCount {
+    pub unit_id: i64,
+    pub entries: u64,
+    pub last_entry_usec: i64,
+}
+
 /// Reusable buffers of the insert path.
 #[derive(Default)]
 pub struct Inserter {
     blobs: Vec<u8>,
     cursor_text: String,
+    /// Per-unit counts of the last batch, counted from its rows here
+    /// rather than by re-reading them with SQL.
+    units: Vec<UnitCount>,
 }
 
 /// SQLite integers are signed; journal counters are `u64`. Values past
@@ -93,8 +104,13 @@ impl Inserter {
             encode_fields(&e.fields, &mut self.blobs);
             spans.push(start..self.blobs.len());
         }
+        self.units.clear();
         for (e, span) in entries.iter().zip(spans) {
-            rows.push(row(conn, interner, &mut self.cursor_text, e, span).await?);
+            let r = row(conn, interner, &mut self.cursor_text, e, span).await?;
+            if let Some(unit_id) = r.unit_id {
+                count_unit(&mut self.units, unit_id, r.realtime_usec);
+            }
+            rows.push(r);
         }
         let sql = statements();
         let mut rest = &rows[..];
@@ -126,6 +142,28 @@ impl Inserter {
             rest = tail;
         }
         Ok((rows.len() as u64, last_id))
+    }
+
+    /// Entries per unit of the batch last passed to [`Inserter::insert`].
+    pub fn unit_counts(&self) -> &[UnitCount] {
+        &self.units
+    }
+}
+
+/// Adds one entry of `unit_id` to `units`. A batch holds a few dozen
+/// units at most and runs of one unit are common, so a linear search from
+/// the most recently added unit beats hashing.
+fn count_unit(units: &mut Vec<UnitCount>, unit_id: i64, realtime_usec: i64) {
+    match units.iter_mut().rev().find(|u| u.unit_id == unit_id) {
+        Some(u) => {
+            u.entries += 1;
+            u.last_entry_usec = u.last_entry_usec.max(realtime_usec);
+        }
+        None => units.push(UnitCount {
+            unit_id,
+            entries: 1,
+            last_entry_usec: realtime_usec,
+        }),
     }
 }
 
@@ -180,4 +218,23 @@ async fn row<'a>(
         message: labels.message,
         fields,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_counts_add_up_per_unit_with_the_newest_time() {
+        let mut units = Vec::new();
+        for (unit_id, t) in [(1, 10), (2, 5), (1, 30), (1, 20), (2, 4), (3, 7)] {
+            count_unit(&mut units, unit_id, t);
+        }
+        let unit = |unit_id, entries, last_entry_usec| UnitCount {
+            unit_id,
+            entries,
+            last_entry_usec,
+        };
+        assert_eq!(units, vec![unit(1, 3, 30), unit(2, 2, 5), unit(3, 1, 7)]);
+    }
 }
