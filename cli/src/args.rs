@@ -54,7 +54,8 @@ pub enum Command {
         #[arg(short = 'H', long = "host", value_name = "GLOB")]
         hosts: Vec<String>,
     },
-    /// Show store totals, size and ingest rate.
+    /// Show store totals, size, ingest rate and each forwarding route's
+    /// position.
     Stats,
     /// Forwarding routes: position, lag, lines sent, last error; `replay`
     /// sends a time range again.

@@ -48,7 +48,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Stats => info::stats(&mut client::connect(&cli.server, &cli.connect).await?).await,
+        Command::Stats => {
+            info::stats(&mut client::connect(&cli.server, &cli.connect).await?).await?;
+            routes::stats(&cli.server, &cli.connect).await
+        }
         Command::Routes(a) => routes::run(&cli.server, &cli.connect, a).await,
     }
 }

@@ -84,6 +84,41 @@ pub async fn run(
     }
 }
 
+/// The routes part of `jrctl stats`: each route's forwarding position.
+pub async fn stats(server: &str, creds: &crate::client::ConnectArgs) -> anyhow::Result<()> {
+    let routes = connect(server, creds)
+        .await?
+        .list_routes(ListRoutesRequest {})
+        .await?
+        .into_inner()
+        .routes;
+    print!("{}", positions(&routes));
+    Ok(())
+}
+
+/// One line per route: position, what is still to send, what was sent.
+pub fn positions(routes: &[RouteStatus]) -> String {
+    if routes.is_empty() {
+        return "routes:         none\n".to_owned();
+    }
+    let mut out = String::new();
+    for r in routes {
+        let _ = writeln!(
+            out,
+            "route {}:{:w$}position {}, {} entries behind ({:.1}s), {} lines sent, {}",
+            r.name,
+            "",
+            r.position,
+            r.lag_entries,
+            r.lag_seconds,
+            r.lines_sent,
+            if r.connected { "connected" } else { "down" },
+            w = 9usize.saturating_sub(r.name.chars().count()).max(1),
+        );
+    }
+    out
+}
+
 fn usec(t: &str) -> anyhow::Result<i64> {
     let u = crate::time::parse(t)?;
     i64::try_from(u).with_context(|| format!("time {t:?} is out of range"))
@@ -194,5 +229,23 @@ mod tests {
             assert!(row.split_whitespace().any(|c| c == cell), "{cell} in {row}");
         }
         assert!(lines.next().unwrap().contains("refused"));
+    }
+
+    #[test]
+    fn stats_lines_give_each_position() {
+        assert_eq!(positions(&[]), "routes:         none\n");
+        let r = RouteStatus {
+            name: "prod".into(),
+            position: 120,
+            lag_entries: 5,
+            lag_seconds: 2.5,
+            lines_sent: 115,
+            connected: true,
+            ..RouteStatus::default()
+        };
+        assert_eq!(
+            positions(&[r]),
+            "route prod:     position 120, 5 entries behind (2.5s), 115 lines sent, connected\n"
+        );
     }
 }

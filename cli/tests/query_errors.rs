@@ -164,6 +164,7 @@ async fn hosts_units_and_stats() {
     let stats = String::from_utf8_lossy(&c.ok(&["stats"]).await).into_owned();
     assert!(stats.contains("entries:        12\n"), "{stats}");
     assert!(stats.contains("hosts:          1\n"), "{stats}");
+    assert!(stats.contains("routes:         none\n"), "{stats}");
     assert!(stats.contains("units:          2\n"), "{stats}");
     let size: u64 = stats
         .lines()
