@@ -51,7 +51,7 @@ pub enum Command {
     /// List units with their entry counts.
     Units {
         /// Only units of these hosts (globs on hostname or machine id).
-        #[arg(short = 'H', long = "host", value_name = "GLOB")]
+        #[arg(short = 'H', long = "host", env = "JR_UNITS_HOST", value_name = "GLOB")]
         hosts: Vec<String>,
     },
     /// Show store totals, size, ingest rate and each forwarding route's
@@ -75,30 +75,36 @@ pub enum InfoOutput {
 #[derive(Debug, Args)]
 pub struct HostsArgs {
     /// Also list each host's gaps (see `jrctl gaps`).
-    #[arg(long)]
+    #[arg(long, env = "JR_HOSTS_GAPS")]
     pub gaps: bool,
 
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = InfoOutput::Table)]
+    #[arg(short = 'o', long, env = "JR_HOSTS_OUTPUT", value_enum, default_value_t = InfoOutput::Table)]
     pub output: InfoOutput,
 }
 
 #[derive(Debug, Args)]
 pub struct GapsArgs {
     /// Only these hosts (globs on hostname or machine id; repeatable).
-    #[arg(short = 'H', long = "host", value_name = "GLOB")]
+    #[arg(short = 'H', long = "host", env = "JR_GAPS_HOST", value_name = "GLOB")]
     pub hosts: Vec<String>,
 
     /// Gaps on or newer than this time (as for `jrctl logs --since`).
-    #[arg(short = 'S', long, value_name = "TIME", allow_hyphen_values = true)]
+    #[arg(
+        short = 'S',
+        long,
+        env = "JR_GAPS_SINCE",
+        value_name = "TIME",
+        allow_hyphen_values = true
+    )]
     pub since: Option<String>,
 
     /// The newest N gaps.
-    #[arg(short = 'n', long = "lines", value_name = "N")]
+    #[arg(short = 'n', long = "lines", env = "JR_GAPS_LINES", value_name = "N")]
     pub lines: Option<u32>,
 
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = InfoOutput::Table)]
+    #[arg(short = 'o', long, env = "JR_GAPS_OUTPUT", value_enum, default_value_t = InfoOutput::Table)]
     pub output: InfoOutput,
 }
 
@@ -124,24 +130,29 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Only these hosts (globs on hostname or machine id; repeatable).
-    #[arg(short = 'H', long = "host", value_name = "GLOB")]
+    #[arg(short = 'H', long = "host", env = "JR_LOGS_HOST", value_name = "GLOB")]
     pub hosts: Vec<String>,
 
     /// Only this unit: its own processes and what systemd says about it
     /// (globs; repeatable).
-    #[arg(short = 'u', long = "unit", value_name = "GLOB")]
+    #[arg(short = 'u', long = "unit", env = "JR_LOGS_UNIT", value_name = "GLOB")]
     pub units: Vec<String>,
 
     /// Only this Docker container (CONTAINER_NAME glob; repeatable).
-    #[arg(long = "container", value_name = "GLOB")]
+    #[arg(long = "container", env = "JR_LOGS_CONTAINER", value_name = "GLOB")]
     pub containers: Vec<String>,
 
     /// Priority level or range (`err`, `3`, `err..warning`).
-    #[arg(short = 'p', long, value_name = "LEVEL")]
+    #[arg(short = 'p', long, env = "JR_LOGS_PRIORITY", value_name = "LEVEL")]
     pub priority: Option<String>,
 
     /// Only this syslog identifier (glob; repeatable).
-    #[arg(short = 't', long = "identifier", value_name = "ID")]
+    #[arg(
+        short = 't',
+        long = "identifier",
+        env = "JR_LOGS_IDENTIFIER",
+        value_name = "ID"
+    )]
     pub identifiers: Vec<String>,
 
     /// FIELD=VALUE matches: the same field ORed, different fields ANDed.
@@ -150,41 +161,53 @@ pub struct LogsArgs {
 
     /// The current boot of each host, an offset (`-1`: the one before), or
     /// a boot id.
-    #[arg(short = 'b', long, value_name = "ID|OFFSET", num_args = 0..=1, default_missing_value = "0", allow_hyphen_values = true)]
+    #[arg(short = 'b', long, env = "JR_LOGS_BOOT", value_name = "ID|OFFSET", num_args = 0..=1, default_missing_value = "0", allow_hyphen_values = true)]
     pub boot: Option<String>,
 
     /// Entries on or newer than this time (`2024-05-01 10:00`, `today`,
     /// `yesterday`, `-1h`, `2 hours ago`).
-    #[arg(short = 'S', long, value_name = "TIME", allow_hyphen_values = true)]
+    #[arg(
+        short = 'S',
+        long,
+        env = "JR_LOGS_SINCE",
+        value_name = "TIME",
+        allow_hyphen_values = true
+    )]
     pub since: Option<String>,
 
     /// Entries on or older than this time.
-    #[arg(short = 'U', long, value_name = "TIME", allow_hyphen_values = true)]
+    #[arg(
+        short = 'U',
+        long,
+        env = "JR_LOGS_UNTIL",
+        value_name = "TIME",
+        allow_hyphen_values = true
+    )]
     pub until: Option<String>,
 
     /// Messages matching this regular expression (case-insensitive unless
     /// it has capitals).
-    #[arg(short = 'g', long, value_name = "REGEX")]
+    #[arg(short = 'g', long, env = "JR_LOGS_GREP", value_name = "REGEX")]
     pub grep: Option<String>,
 
     /// Case-sensitive grep or not, overriding the capitals rule.
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, env = "JR_LOGS_CASE_SENSITIVE", value_name = "BOOL")]
     pub case_sensitive: Option<bool>,
 
     /// Messages containing all these words (full-text index).
-    #[arg(long, value_name = "WORDS")]
+    #[arg(long, env = "JR_LOGS_SEARCH", value_name = "WORDS")]
     pub search: Option<String>,
 
     /// The last N entries (10 without a number).
-    #[arg(short = 'n', long = "lines", value_name = "N", num_args = 0..=1, default_missing_value = "10")]
+    #[arg(short = 'n', long = "lines", env = "JR_LOGS_LINES", value_name = "N", num_args = 0..=1, default_missing_value = "10")]
     pub lines: Option<u32>,
 
     /// Newest first.
-    #[arg(short = 'r', long)]
+    #[arg(short = 'r', long, env = "JR_LOGS_REVERSE")]
     pub reverse: bool,
 
     /// Keep printing new entries as they arrive.
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, env = "JR_LOGS_FOLLOW")]
     pub follow: bool,
 
     /// Output format.
@@ -192,11 +215,11 @@ pub struct LogsArgs {
     pub output: Output,
 
     /// Accepted for journalctl habits; jrctl never pages.
-    #[arg(long)]
+    #[arg(long, env = "JR_LOGS_NO_PAGER")]
     pub no_pager: bool,
 
     /// Leave out informational lines such as "-- No entries --".
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, env = "JR_LOGS_QUIET")]
     pub quiet: bool,
 }
 
@@ -248,5 +271,31 @@ mod config_tests {
             err.contains("line 2") && err.contains("logs.output"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn query_options_have_their_own_variables() {
+        // JR_LOGS_… rather than JR_UNIT: an agent's JR_UNIT in the same
+        // shell must not filter what jrctl shows. No other test reads
+        // these variables.
+        std::env::set_var("JR_LOGS_SINCE", "-1h");
+        std::env::set_var("JR_GAPS_LINES", "7");
+        let cli = load_from(["jrctl", "logs"]).unwrap();
+        let Command::Logs(logs) = cli.command else {
+            panic!("logs subcommand")
+        };
+        assert_eq!(logs.since.as_deref(), Some("-1h"));
+        let cli = load_from(["jrctl", "logs", "--since", "today"]).unwrap();
+        let Command::Logs(logs) = cli.command else {
+            panic!("logs subcommand")
+        };
+        assert_eq!(logs.since.as_deref(), Some("today"), "flags win");
+        let cli = load_from(["jrctl", "gaps"]).unwrap();
+        let Command::Gaps(gaps) = cli.command else {
+            panic!("gaps subcommand")
+        };
+        assert_eq!(gaps.lines, Some(7));
+        std::env::remove_var("JR_LOGS_SINCE");
+        std::env::remove_var("JR_GAPS_LINES");
     }
 }

@@ -30,10 +30,22 @@ pub enum RoutesCommand {
         /// The route's name.
         name: String,
         /// Entries from this time (`2024-05-01 10:00`, `-1h`, `yesterday`).
-        #[arg(short = 'S', long, value_name = "TIME", allow_hyphen_values = true)]
+        #[arg(
+            short = 'S',
+            long,
+            env = "JR_REPLAY_SINCE",
+            value_name = "TIME",
+            allow_hyphen_values = true
+        )]
         since: String,
         /// Up to this time (default: what the route delivered so far).
-        #[arg(short = 'U', long, value_name = "TIME", allow_hyphen_values = true)]
+        #[arg(
+            short = 'U',
+            long,
+            env = "JR_REPLAY_UNTIL",
+            value_name = "TIME",
+            allow_hyphen_values = true
+        )]
         until: Option<String>,
     },
 }
