@@ -379,8 +379,11 @@ impl AgentConfig {
                 return Err(ConfigError::Zero(name));
             }
         }
-        crate::metrics_http::parse_listen(self.metrics_listen.as_deref())
-            .map_err(ConfigError::MetricsListen)?;
+        crate::metrics_http::parse_listen(
+            self.metrics_listen.as_deref(),
+            crate::metrics_http::DEFAULT_METRICS_LISTEN,
+        )
+        .map_err(ConfigError::MetricsListen)?;
         if self.directory.is_some() && !self.file.is_empty() {
             return Err(ConfigError::DirectoryAndFile);
         }

@@ -31,37 +31,41 @@ use tokio_util::sync::CancellationToken;
 /// Default of `--metrics-listen`.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7072";
 
-const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the Prometheus text format.
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What `--metrics-listen` asks for.
+/// What `--metrics-listen` asks for (the server's option too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenSpec {
-    /// `none` or empty.
+    /// `none` or empty: no HTTP endpoint.
     Off,
-    /// Not given: [`DEFAULT_METRICS_LISTEN`], skipped when taken.
+    /// Not given: the default address, skipped with a warning when taken.
     Default(SocketAddr),
     /// Given: must bind.
     Given(SocketAddr),
 }
 
-/// Parses the option's value (`None` when not given).
-pub fn parse_listen(value: Option<&str>) -> Result<ListenSpec, String> {
+/// Parses the option's value (`None` when not given); `default` is the
+/// binary's own default address.
+pub fn parse_listen(value: Option<&str>, default: &str) -> Result<ListenSpec, String> {
     match value.map(str::trim) {
-        None => DEFAULT_METRICS_LISTEN
+        None => default
             .parse()
             .map(ListenSpec::Default)
-            .map_err(|e| format!("{e}")),
+            .map_err(|e| format!("{default:?}: {e}")),
         Some("") | Some("none") => Ok(ListenSpec::Off),
         Some(s) => s
             .parse()
             .map(ListenSpec::Given)
-            .map_err(|e| format!("{s:?} is not an address like 127.0.0.1:7072 (or `none`): {e}")),
+            .map_err(|e| format!("{s:?} is not an address like {default} (or `none`): {e}")),
     }
 }
 
 /// Binds what `spec` asks for; `Ok(None)` when off or when the default
-/// address is taken (with a warning).
-pub async fn bind(spec: ListenSpec) -> std::io::Result<Option<TcpListener>> {
+/// address is taken (with a warning). The error names the address.
+pub async fn bind_spec(
+    spec: ListenSpec,
+) -> Result<Option<TcpListener>, (SocketAddr, std::io::Error)> {
     let (addr, given) = match spec {
         ListenSpec::Off => return Ok(None),
         ListenSpec::Default(a) => (a, false),
@@ -74,11 +78,18 @@ pub async fn bind(spec: ListenSpec) -> std::io::Result<Option<TcpListener>> {
                 running without /metrics and /healthz (give --metrics-listen ADDR or `none`)");
             Ok(None)
         }
-        Err(e) => Err(std::io::Error::new(
+        Err(e) => Err((addr, e)),
+    }
+}
+
+/// [`bind_spec`] with the address and the option in the error.
+pub async fn bind(spec: ListenSpec) -> std::io::Result<Option<TcpListener>> {
+    bind_spec(spec).await.map_err(|(addr, e)| {
+        std::io::Error::new(
             e.kind(),
             format!("cannot serve metrics on {addr} (--metrics-listen): {e}"),
-        )),
-    }
+        )
+    })
 }
 
 struct Endpoint {
@@ -148,13 +159,19 @@ mod tests {
 
     #[test]
     fn listen_values() {
-        assert!(matches!(parse_listen(None), Ok(ListenSpec::Default(_))));
-        assert_eq!(parse_listen(Some("none")), Ok(ListenSpec::Off));
+        assert!(matches!(
+            parse_listen(None, DEFAULT_METRICS_LISTEN),
+            Ok(ListenSpec::Default(_))
+        ));
         assert_eq!(
-            parse_listen(Some("0.0.0.0:7072")),
+            parse_listen(Some("none"), DEFAULT_METRICS_LISTEN),
+            Ok(ListenSpec::Off)
+        );
+        assert_eq!(
+            parse_listen(Some("0.0.0.0:7072"), DEFAULT_METRICS_LISTEN),
             Ok(ListenSpec::Given("0.0.0.0:7072".parse().unwrap()))
         );
-        assert!(parse_listen(Some("everywhere")).is_err());
+        assert!(parse_listen(Some("everywhere"), DEFAULT_METRICS_LISTEN).is_err());
     }
 
     #[test]
@@ -168,7 +185,7 @@ mod tests {
         let c =
             crate::cli::load_from(["jr-agent", "--config", p, "--metrics-listen", "none"]).unwrap();
         assert_eq!(
-            parse_listen(c.metrics_listen.as_deref()),
+            parse_listen(c.metrics_listen.as_deref(), DEFAULT_METRICS_LISTEN),
             Ok(ListenSpec::Off)
         );
         let c = crate::cli::load_from(["jr-agent", "--metrics-listen", "nowhere"]).unwrap();

@@ -42,8 +42,11 @@ impl fmt::Display for RunSummary {
 /// Ships the journal until `--no-follow` is done or `shutdown` fires.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
     let validated = config.validate()?;
-    let metrics_spec = metrics_http::parse_listen(config.metrics_listen.as_deref())
-        .map_err(crate::config::ConfigError::MetricsListen)?;
+    let metrics_spec = metrics_http::parse_listen(
+        config.metrics_listen.as_deref(),
+        metrics_http::DEFAULT_METRICS_LISTEN,
+    )
+    .map_err(crate::config::ConfigError::MetricsListen)?;
     let metrics_listener = metrics_http::bind(metrics_spec).await?;
     let identity = identity::discover(
         &validated.source,

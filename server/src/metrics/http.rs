@@ -1,4 +1,5 @@
-//! The HTTP side: parsing `--metrics-listen`, binding it, and serving
+//! The HTTP side: binding `--metrics-listen` (its value is parsed and
+//! bound as the agent's is, by `jr_agent::metrics_http`), and serving
 //! `/metrics` and `/healthz` with axum until shutdown.
 //!
 //! The default address (`127.0.0.1:7071`) is a convenience, not a
@@ -24,34 +25,8 @@ use tokio_util::sync::CancellationToken;
 /// Default of `--metrics-listen`.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7071";
 
-/// The content type of the Prometheus text format.
-const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// What `--metrics-listen` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenSpec {
-    /// `none` or empty: no HTTP endpoint.
-    Off,
-    /// Not given: the default address, skipped with a warning when taken.
-    Default(SocketAddr),
-    /// Given: must bind.
-    Given(SocketAddr),
-}
-
-/// Parses the option's value (`None` when not given).
-pub fn parse_listen(value: Option<&str>, default: &str) -> Result<ListenSpec, String> {
-    match value.map(str::trim) {
-        None => default
-            .parse()
-            .map(ListenSpec::Default)
-            .map_err(|e| format!("{default:?}: {e}")),
-        Some("") | Some("none") => Ok(ListenSpec::Off),
-        Some(s) => s
-            .parse()
-            .map(ListenSpec::Given)
-            .map_err(|e| format!("{s:?} is not an address like 127.0.0.1:7071 (or `none`): {e}")),
-    }
-}
+use jr_agent::metrics_http::TEXT_FORMAT;
+pub use jr_agent::metrics_http::{parse_listen, ListenSpec};
 
 /// A bound metrics socket.
 pub struct MetricsListener {
@@ -65,21 +40,14 @@ impl MetricsListener {
     pub async fn bind(
         spec: ListenSpec,
     ) -> Result<Option<MetricsListener>, (SocketAddr, std::io::Error)> {
-        let (addr, given) = match spec {
+        let asked = match spec {
             ListenSpec::Off => return Ok(None),
-            ListenSpec::Default(a) => (a, false),
-            ListenSpec::Given(a) => (a, true),
+            ListenSpec::Default(a) | ListenSpec::Given(a) => a,
         };
-        let listener = match TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) if !given => {
-                tracing::warn!(%addr, error = %e, "the default metrics address is not available; \
-                    serving without /metrics and /healthz (give --metrics-listen ADDR or `none`)");
-                return Ok(None);
-            }
-            Err(e) => return Err((addr, e)),
+        let Some(listener) = jr_agent::metrics_http::bind_spec(spec).await? else {
+            return Ok(None);
         };
-        let addr = listener.local_addr().map_err(|e| (addr, e))?;
+        let addr = listener.local_addr().map_err(|e| (asked, e))?;
         Ok(Some(MetricsListener { listener, addr }))
     }
 
