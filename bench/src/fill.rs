@@ -90,7 +90,7 @@ pub async fn cached_database(f: &Fill<'_>) -> Result<PathBuf> {
 
 /// Removes a database with its WAL and shared-memory files.
 pub fn remove_db(db: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", "-fts", "-fts-wal", "-fts-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 }

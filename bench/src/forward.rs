@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 /// Bump when the generator or the schema changes.
-const FORWARD_DB_VERSION: u32 = 1;
+const FORWARD_DB_VERSION: u32 = 2;
 /// Realtime span of each host's entries.
 const SPAN_USEC: u64 = 24 * 3600 * 1_000_000;
 /// The route fails the run when no line arrives for this long.
@@ -91,9 +91,10 @@ pub async fn run(plan: &ForwardPlan) -> Result<()> {
         bail!("--entries must be positive");
     }
     let cached = database(plan).await?;
-    // The route's position is saved in the database: forward from a copy.
+    // The route's position is saved in the database: forward from a copy
+    // (with its full-text index, which the server would rebuild otherwise).
     let db = plan.work.join("forward.db");
-    for suffix in ["", "-wal"] {
+    for suffix in ["", "-wal", "-fts", "-fts-wal"] {
         let from = PathBuf::from(format!("{}{suffix}", cached.display()));
         if from.exists() {
             std::fs::copy(&from, format!("{}{suffix}", db.display()))

@@ -83,18 +83,30 @@ pub async fn run_ours(ours: &Ours, data: &Dataset, work: &Path) -> Result<Side> 
             .with_context(|| format!("see the logs in {}", dir.display()))?;
         client_cpu += exit.cpu;
     }
+    // Stored means searchable too: the full-text index, filled beside the
+    // writer, must have reached the newest entry.
+    wait_indexed(&db).await?;
     let wall = started.elapsed();
     let server_cpu = procs::cpu_now(server.pid()).context("jr-server is gone")?;
     let (server_mem, _) = sampler.peak(server.pid());
     let (client_mem, client_child_mem) = peaks(&sampler, &agents);
     let wire_bytes = proxy.upstream_bytes();
-    let stored_bytes = file_len(&db) + file_len(&db.with_extension("db-wal"));
     let stored_entries = count_db_entries(&db).await?;
     for p in &mut perf_procs {
         p.signal(libc::SIGINT);
         let _ = p.wait().await;
     }
     server.stop(STOP_GRACE).await?;
+    // After the server stopped: its last connection copied the logs into
+    // the files, so pages are not counted twice.
+    let stored_bytes = ["", "-wal", "-fts", "-fts-wal"]
+        .iter()
+        .map(|suffix| {
+            let mut p = db.clone().into_os_string();
+            p.push(suffix);
+            file_len(Path::new(&p))
+        })
+        .sum();
     if stored_entries != data.entries {
         bail!(
             "jr-server stored {stored_entries} entries, the dataset has {}",
@@ -223,6 +235,42 @@ pub async fn count_db_entries(db: &Path) -> Result<u64> {
         .fetch_one(&mut conn)
         .await?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Waits until the full-text index file beside `db` covers its newest
+/// entry.
+async fn wait_indexed(db: &Path) -> Result<()> {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot open {}", db.display()))?;
+    let mut fts = db.as_os_str().to_owned();
+    fts.push("-fts");
+    sqlx::query("ATTACH DATABASE ?1 AS fts")
+        .bind(fts.to_string_lossy().into_owned())
+        .execute(&mut conn)
+        .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let (newest, indexed): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM entries), (SELECT upto FROM fts.fts_position)",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        if indexed >= newest {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the full-text index of {} stayed at id {indexed} of {newest}",
+                db.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// `perf record -g` attached to a running process until SIGINT.

@@ -112,11 +112,18 @@ async fn pages_continue_without_gaps_and_plans_use_indexes() {
     assert_eq!(String::from_utf8_lossy(&out), "a needle in the haystack\n");
 
     // Query plans of the common queries reach entries through an index.
+    let db = c.path("journal-router.db");
+    let of = db.clone();
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
+        // The full-text index, attached as the server's readers do.
+        .after_connect(move |conn, _| {
+            let db = of.clone();
+            Box::pin(async move { jr_server::db::fts::attach(conn, &db).await })
+        })
         .connect_with(
             sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(c.path("journal-router.db"))
+                .filename(&db)
                 .read_only(true),
         )
         .await

@@ -161,14 +161,6 @@ async fn main() -> anyhow::Result<()> {
     };
     let db = config.db.clone();
     let server = Server::bind(config).await?;
-    if std::env::var_os("BENCH_NO_FTS").is_some() {
-        // To see what full-text indexing costs: the same run without it.
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await?;
-        sqlx::query("DROP TRIGGER IF EXISTS entries_fts_insert")
-            .execute(&pool)
-            .await?;
-        pool.close().await;
-    }
     let addr = server.local_addr();
     let shutdown = CancellationToken::new();
     let serving = tokio::spawn(server.serve(shutdown.clone()));
@@ -187,10 +179,7 @@ async fn main() -> anyhow::Result<()> {
     let total = per_agent * agents;
     shutdown.cancel();
     serving.await??;
-    let size = std::fs::metadata(&db)?.len()
-        + std::fs::metadata(db.with_extension("db-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+    let size = jr_server::metrics::scrape::database_bytes(&db);
     println!(
         "{total} entries from {agents} agents in {secs:.2}s: {:.0} entries/s; \
          CPU {cpu:.2}s in all ({:.0} entries per CPU-second), SQLite's thread {writer_cpu:.2}s; \

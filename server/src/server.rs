@@ -82,7 +82,8 @@ impl Server {
         let addr = config.validate()?;
         let security = crate::auth::Security::load(&config)?;
         let mut db = open(&config.db, config.synchronous).await?;
-        crate::db::retention::prepare(&mut db.write, &Policy::from_config(&config)).await?;
+        crate::db::retention::prepare(&mut db.write, &mut db.fts, &Policy::from_config(&config))
+            .await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
@@ -142,7 +143,7 @@ impl Server {
             .await
             .map_err(ServerError::Load)?;
         let policy = Policy::from_config(&config);
-        let maintenance = policy.is_active().then(|| writer.maintenance());
+        let maintenance = policy.is_active().then(|| writer.maintenance(&config.db));
         let writer_running = stats.counters.writer();
         let writer_task = tokio::spawn(async move {
             let _running = writer_running;
@@ -150,6 +151,16 @@ impl Server {
         });
 
         let tasks = TaskTracker::new();
+        tasks.spawn(crate::db::checkpoint::run(
+            db.checkpoint,
+            stats.committed.subscribe(),
+            shutdown.clone(),
+        ));
+        let indexer = crate::db::fts::Indexer::new(db.fts)
+            .await
+            .map_err(ServerError::Load)?
+            .vacuuming(config.max_db_size.is_some());
+        tasks.spawn(indexer.run(stats.committed.subscribe(), shutdown.clone()));
         let limits = Limits {
             max_message_bytes: config.max_message_bytes,
             max_batch_entries: config.max_batch_entries,

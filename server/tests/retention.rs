@@ -133,12 +133,9 @@ fn entry_at(seqnum: u64, realtime: u64, unit: &str, message: &str) -> Entry {
     }
 }
 
-/// Main file plus write-ahead log, as on disk.
+/// Main file, write-ahead log and the full-text index's files, as on disk.
 fn on_disk(db: &Path) -> u64 {
-    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    len(db) + len(Path::new(&wal))
+    jr_server::metrics::scrape::database_bytes(db)
 }
 
 async fn scalar(pool: &SqlitePool, sql: &str) -> i64 {
@@ -249,19 +246,25 @@ async fn old_entries_are_deleted_while_ingest_runs() {
     assert_eq!(server.search("stalemark").await, 0);
     assert_eq!(server.search(&format!("entry{seq}")).await, 1);
     assert_eq!(server.search("entry1").await, 0, "entry 1 was old");
-    let fts_old: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM entries_fts WHERE entries_fts MATCH 'stalemark'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let fts_old: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM fts.entries_fts WHERE entries_fts MATCH 'stalemark'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(fts_old, 0, "the index holds no deleted rows");
     server.stop().await;
 }
 
 /// A read-only connection of the test's own.
 async fn server_read(db: &Path) -> SqlitePool {
+    let of = db.to_owned();
     sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
+        .after_connect(move |conn, _| {
+            let db = of.clone();
+            Box::pin(async move { jr_server::db::fts::attach(conn, &db).await })
+        })
         .connect_with(
             sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(db)
@@ -387,8 +390,18 @@ async fn ship_and_sample(
         shipper.ship().await;
         let size = on_disk(db);
         if size > largest {
-            let main = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
-            println!("largest so far: {size} bytes ({main} main file, the rest log)");
+            let len = |suffix: &str| {
+                let mut p = db.as_os_str().to_owned();
+                p.push(suffix);
+                std::fs::metadata(Path::new(&p)).map_or(0, |m| m.len())
+            };
+            println!(
+                "largest so far: {size} bytes: main file {}, log {}, index {}, index log {}",
+                len(""),
+                len("-wal"),
+                len("-fts"),
+                len("-fts-wal")
+            );
             largest = size;
         }
     }
@@ -449,7 +462,7 @@ async fn size_limit_holds_while_ingest_runs_and_after_restart() {
     assert_eq!(server.search(&format!("u{}x", shipper.seq)).await, 1);
     assert_eq!(server.search("u1x").await, 0);
     let oldest: i64 = scalar(&pool, "SELECT MIN(id) FROM entries").await;
-    let fts_below: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM entries_fts WHERE rowid < ?")
+    let fts_below: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fts.entries_fts WHERE rowid < ?")
         .bind(oldest)
         .fetch_one(&pool)
         .await

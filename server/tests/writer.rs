@@ -1,6 +1,6 @@
 //! The writer task on a real SQLite file, driven without gRPC: fencing by
-//! generation, recovery from a failed commit, and the full-text index it
-//! fills once per group commit.
+//! generation, recovery from a failed commit, and the full-text index
+//! filled beside it.
 
 mod common;
 
@@ -12,7 +12,7 @@ use jr_server::db::open::open;
 use jr_server::db::writer::{Bounds, Request, Response, Writer, WriterHandle};
 use jr_server::error::Error;
 use jr_server::sessions::Sessions;
-use sqlx::{Executor as _, SqlitePool};
+use sqlx::{ConnectOptions as _, Executor as _, SqlitePool};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +118,9 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
         .await
         .unwrap();
     let task = tokio::spawn(writer.run());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
+    let indexing = tokio::spawn(indexer.run(stats.committed.subscribe(), shutdown.clone()));
     let m = machine(2);
     let claim = sessions.claim(&m);
     hello(&handle, &m).await;
@@ -151,10 +154,17 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
     drop(handle);
     task.await.unwrap();
 
-    let pool = read(&path).await;
+    let pool = read_with_index(&path).await;
     assert_eq!(count(&pool).await, 2);
     // The rolled-back group left nothing in the full-text index either.
+    let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(upto, 2);
     assert_eq!(matching(&pool, "message").await, vec![1, 2]);
+    shutdown.cancel();
+    indexing.await.unwrap();
     let unit: Option<String> = sqlx::query_scalar("SELECT unit FROM journal ORDER BY id LIMIT 1")
         .fetch_one(&pool)
         .await
@@ -169,9 +179,29 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
 
 /// Entry ids whose message matches the full-text query `words`.
 async fn matching(pool: &SqlitePool, words: &str) -> Vec<i64> {
-    sqlx::query_scalar("SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?1 ORDER BY rowid")
-        .bind(words)
-        .fetch_all(pool)
+    sqlx::query_scalar(
+        "SELECT rowid FROM fts.entries_fts WHERE entries_fts MATCH ?1 ORDER BY rowid",
+    )
+    .bind(words)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// A read pool with the full-text index attached, as the server's.
+async fn read_with_index(path: &std::path::Path) -> SqlitePool {
+    let db = path.to_owned();
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            let db = db.clone();
+            Box::pin(async move { jr_server::db::fts::attach(conn, &db).await })
+        })
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true),
+        )
         .await
         .unwrap()
 }
@@ -187,10 +217,13 @@ async fn every_stored_message_is_indexed_once_and_deletes_follow() {
         commit_entries: 3,
         ..BOUNDS
     };
-    let (writer, handle, _) = Writer::new(db.write, sessions.clone(), bounds)
+    let (writer, handle, stats) = Writer::new(db.write, sessions.clone(), bounds)
         .await
         .unwrap();
     let task = tokio::spawn(writer.run());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
+    let indexing = tokio::spawn(indexer.run(stats.committed.subscribe(), shutdown.clone()));
     let (a, b) = (machine(3), machine(4));
     let (ca, cb) = (sessions.claim(&a), sessions.claim(&b));
     hello(&handle, &a).await;
@@ -214,8 +247,14 @@ async fn every_stored_message_is_indexed_once_and_deletes_follow() {
     drop(handle);
     task.await.unwrap();
 
-    let pool = read(&path).await;
+    let pool = read_with_index(&path).await;
     assert_eq!(count(&pool).await, 28);
+    // The index reaches the newest entry on its own, after the commits.
+    let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 28))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(upto, 28);
     let with_message: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM entries WHERE message IS NOT NULL ORDER BY id")
             .fetch_all(&pool)
@@ -230,17 +269,113 @@ async fn every_stored_message_is_indexed_once_and_deletes_follow() {
             .unwrap();
     assert_eq!(seventeen.len(), 1);
     assert_eq!(matching(&pool, "17").await, seventeen);
-    pool.close().await;
+    shutdown.cancel();
+    indexing.await.unwrap();
 
-    // Deleting entries (as retention does) takes them out of the index.
-    let rw = SqlitePool::connect(&format!("sqlite://{}", path.display()))
+    // Deleting entries as retention does (index attached) takes them out
+    // of the index.
+    let mut rw = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    jr_server::db::fts::attach_for_delete(&mut rw, &path)
         .await
         .unwrap();
     rw.execute("DELETE FROM entries WHERE id <= 10")
         .await
         .unwrap();
+    jr_server::db::fts::detach(&mut rw).await.unwrap();
     let left: Vec<i64> = with_message.into_iter().filter(|&id| id > 10).collect();
-    assert_eq!(matching(&rw, "message").await, left);
+    assert_eq!(matching(&pool, "message").await, left);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let db = open(&path, Synchronous::Normal).await.unwrap();
+    let sessions = Arc::new(Sessions::default());
+    let (writer, handle, _) = Writer::new(db.write, sessions.clone(), BOUNDS)
+        .await
+        .unwrap();
+    let task = tokio::spawn(writer.run());
+    let a = machine(5);
+    let claim = sessions.claim(&a);
+    hello(&handle, &a).await;
+    let r = commit(&handle, &a, claim.generation, "", entries(1..41)).await;
+    assert!(matches!(r, Ok(Response::Ack(_))), "{r:?}");
+    drop(handle);
+    task.await.unwrap();
+    // No indexer ran: the index is empty and says so.
+    drop(db.fts);
+    drop(db.checkpoint);
+    db.read.close().await;
+
+    let index_files = || {
+        ["-fts", "-fts-wal", "-fts-shm"].map(|s| {
+            let mut p = path.clone().into_os_string();
+            p.push(s);
+            std::path::PathBuf::from(p)
+        })
+    };
+    // Lost: the file is gone; the next start rebuilds it whole.
+    for f in index_files() {
+        let _ = std::fs::remove_file(f);
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let db = open(&path, Synchronous::Normal).await.unwrap();
+    let (_never, commits) = tokio::sync::watch::channel(0);
+    let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
+    let indexing = tokio::spawn(indexer.run(commits, shutdown.clone()));
+    let pool = read_with_index(&path).await;
+    let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(upto, 40);
+    assert_eq!(
+        matching(&pool, "message").await,
+        (1..=40).collect::<Vec<i64>>()
+    );
+    shutdown.cancel();
+    indexing.await.unwrap();
+    pool.close().await;
+    db.read.close().await;
+    drop(db.write);
+
+    // Foreign: an index ahead of the database (the database was replaced
+    // by an older copy) is emptied and rebuilt, never trusted.
+    let mut fts = jr_server::db::fts::open(&path, Synchronous::Normal)
+        .await
+        .unwrap();
+    fts.execute("UPDATE fts_position SET upto = 1000")
+        .await
+        .unwrap();
+    let indexer = jr_server::db::fts::Indexer::new(fts).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (_never, commits) = tokio::sync::watch::channel(0);
+    let indexing = tokio::spawn(indexer.run(commits, shutdown.clone()));
+    let pool = read_with_index(&path).await;
+    let upto = tokio::time::timeout(WAIT, async {
+        loop {
+            let upto = jr_server::db::fts::indexed(&pool).await.unwrap();
+            if upto == 40 {
+                return upto;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(upto, 40);
+    assert_eq!(
+        matching(&pool, "message").await,
+        (1..=40).collect::<Vec<i64>>()
+    );
+    shutdown.cancel();
+    indexing.await.unwrap();
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //! inserts). Everything that writes lives here; readers use the pool from
 //! [`open::Database`].
 
+pub mod checkpoint;
+pub mod fts;
 pub mod gaps;
 pub mod heartbeats;
 pub mod hosts;

@@ -1,5 +1,6 @@
 //! Opening the SQLite database: the single write connection (owned by the
-//! writer task), the read pool (for everything else) and the migrations
+//! writer task), the checkpoint and full-text index connections, the read
+//! pool (for everything else, with the index attached) and the migrations
 //! applied at start-up.
 
 use crate::config::Synchronous;
@@ -38,6 +39,11 @@ pub struct Database {
     pub write: SqliteConnection,
     /// Read-only connections for everything that is not the writer.
     pub read: SqlitePool,
+    /// The connection that copies the write-ahead log into the main file
+    /// beside the writer (see `checkpoint`).
+    pub checkpoint: SqliteConnection,
+    /// The full-text index's connection (see `fts`).
+    pub fts: SqliteConnection,
 }
 
 fn options(path: &Path, synchronous: Synchronous) -> SqliteConnectOptions {
@@ -76,6 +82,10 @@ pub async fn open(path: &Path, synchronous: Synchronous) -> Result<Database, Ope
     // database created without it this changes nothing.
     let mut write = options(path, synchronous)
         .auto_vacuum(SqliteAutoVacuum::Incremental)
+        .pragma(
+            "wal_autocheckpoint",
+            crate::db::checkpoint::WRITER_AUTOCHECKPOINT.to_string(),
+        )
         .connect()
         .await
         .map_err(open_err)?;
@@ -86,10 +96,28 @@ pub async fn open(path: &Path, synchronous: Synchronous) -> Result<Database, Ope
             path: shown.clone(),
             source,
         })?;
+    // Before the readers, which attach it.
+    let fts = crate::db::fts::open(path, synchronous)
+        .await
+        .map_err(open_err)?;
+    let fts_of = path.to_owned();
     let read = SqlitePoolOptions::new()
         .max_connections(READ_POOL_SIZE)
+        .after_connect(move |conn, _| {
+            let db = fts_of.clone();
+            Box::pin(async move { crate::db::fts::attach(conn, &db).await })
+        })
         .connect_with(options(path, synchronous).read_only(true))
         .await
         .map_err(open_err)?;
-    Ok(Database { write, read })
+    let checkpoint = options(path, synchronous)
+        .connect()
+        .await
+        .map_err(open_err)?;
+    Ok(Database {
+        write,
+        read,
+        checkpoint,
+        fts,
+    })
 }

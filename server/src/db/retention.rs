@@ -42,9 +42,10 @@
 //! page they touch passes through the log.
 //!
 //! Each delete chunk, in its own transaction, also lowers `hosts.entries`
-//! of the hosts it deleted from; the full-text index and the per-unit
-//! counts follow through their delete triggers (`entries_fts_delete`,
-//! `host_units_delete`). The newest entry is always kept, so that ids
+//! of the hosts it deleted from; the per-unit counts follow through their
+//! delete trigger (`host_units_delete`), the full-text index through a
+//! temporary trigger while its file is attached for the job (see `fts`).
+//! Sizes count the index file and its log with the database's. The newest entry is always kept, so that ids
 //! never restart (see `delete_in_transaction`). Forwarding
 //! routes read `id > position`, so a route whose position lies in the
 //! deleted range continues at the oldest surviving entry; the entries it
@@ -60,7 +61,7 @@
 
 use sqlx::{Executor as _, Row as _, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,6 +155,9 @@ pub enum RetentionError {
 /// One unit of retention work for the writer's connection.
 pub struct Job {
     step: Step,
+    /// The database file, whose full-text index file deletes and vacuums
+    /// reach too.
+    db: Arc<Path>,
     reply: oneshot::Sender<Result<Outcome, sqlx::Error>>,
 }
 
@@ -195,10 +199,9 @@ impl Job {
     /// transaction) and answers it.
     pub async fn run(self, conn: &mut SqliteConnection) {
         let result = match self.step {
-            Step::DeleteBefore { .. } | Step::DeleteOldest { .. } => {
-                delete_chunk(conn, self.step).await
+            Step::DeleteBefore { .. } | Step::DeleteOldest { .. } | Step::Vacuum { .. } => {
+                with_index(conn, &self.db, self.step).await
             }
-            Step::Vacuum { pages } => vacuum(conn, pages).await,
             Step::Checkpoint => conn
                 .execute("PRAGMA wal_checkpoint(PASSIVE)")
                 .await
@@ -212,20 +215,26 @@ impl Job {
 #[derive(Clone)]
 pub struct Maintenance {
     tx: mpsc::Sender<Job>,
+    db: Arc<Path>,
 }
 
 impl Maintenance {
     /// A queue of one: retention hands the writer one job at a time and
     /// waits for its answer.
-    pub fn channel() -> (Maintenance, mpsc::Receiver<Job>) {
+    pub fn channel(db: &Path) -> (Maintenance, mpsc::Receiver<Job>) {
         let (tx, rx) = mpsc::channel(1);
-        (Maintenance { tx }, rx)
+        let db = Arc::from(db);
+        (Maintenance { tx, db }, rx)
     }
 
     async fn submit(&self, step: Step) -> Result<Outcome, RetentionError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { step, reply })
+            .send(Job {
+                step,
+                db: self.db.clone(),
+                reply,
+            })
             .await
             .map_err(|_| RetentionError::WriterGone)?;
         Ok(rx.await.map_err(|_| RetentionError::WriterGone)??)
@@ -237,6 +246,31 @@ impl Maintenance {
             _ => Ok(Deleted::default()),
         }
     }
+}
+
+/// Runs a delete or vacuum step with the full-text index attached, so
+/// that deleted entries leave the index in the same step and its free
+/// pages are given back too; detaches it again whatever happened.
+async fn with_index(
+    conn: &mut SqliteConnection,
+    db: &Path,
+    step: Step,
+) -> Result<Outcome, sqlx::Error> {
+    crate::db::fts::attach_for_delete(conn, db).await?;
+    let result = match step {
+        Step::Vacuum { pages } => vacuum(conn, pages).await,
+        _ => delete_chunk(conn, step).await,
+    };
+    // The index's deletes went to its log through this connection: copy
+    // them into the file now, so that the indexer's next transaction can
+    // start the log over (and truncate it to its bound).
+    if let Err(e) = conn.execute("PRAGMA fts.wal_checkpoint(PASSIVE)").await {
+        tracing::debug!(error = %e, "checkpoint of the full-text index after a retention job");
+    }
+    if let Err(e) = crate::db::fts::detach(conn).await {
+        tracing::error!(error = %e, "cannot detach the full-text index from the writer's connection");
+    }
+    result
 }
 
 /// Deletes one chunk in one transaction, with the hosts' entry counts.
@@ -261,7 +295,7 @@ async fn delete_in_transaction(
     step: Step,
 ) -> Result<Deleted, sqlx::Error> {
     // The full-text index and `host_units` follow through their delete
-    // triggers. The newest entry is never deleted: ids are rowids without
+    // triggers (the index's is temporary, see `with_index`). The newest entry is never deleted: ids are rowids without
     // AUTOINCREMENT, so an emptied table would hand out ids from 1 again,
     // behind every route position and live-tail follower.
     let query = match step {
@@ -321,8 +355,7 @@ async fn delete_in_transaction(
             Step::DeleteBefore { vacuum, .. } | Step::DeleteOldest { vacuum, .. } => vacuum,
             Step::Vacuum { .. } | Step::Checkpoint => 0,
         };
-        conn.execute(format!("PRAGMA incremental_vacuum({pages})").as_str())
-            .await?;
+        vacuum_both(conn, pages).await?;
         freed_pages = before.saturating_sub(freelist(conn).await?);
     }
     Ok(Deleted {
@@ -334,29 +367,51 @@ async fn delete_in_transaction(
 
 async fn vacuum(conn: &mut SqliteConnection, pages: i64) -> Result<Outcome, sqlx::Error> {
     let before = freelist(conn).await?;
-    conn.execute(format!("PRAGMA incremental_vacuum({pages})").as_str())
-        .await?;
+    vacuum_both(conn, pages).await?;
     let after = freelist(conn).await?;
     Ok(Outcome::Vacuumed {
         pages: before.saturating_sub(after),
     })
 }
 
-async fn freelist(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar("PRAGMA freelist_count")
-        .fetch_one(&mut *conn)
+/// Gives back up to `pages` free pages of the database and of its
+/// full-text index (attached as `fts`) each.
+async fn vacuum_both(conn: &mut SqliteConnection, pages: i64) -> Result<(), sqlx::Error> {
+    conn.execute(format!("PRAGMA main.incremental_vacuum({pages})").as_str())
         .await?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    conn.execute(format!("PRAGMA fts.incremental_vacuum({pages})").as_str())
+        .await?;
+    Ok(())
 }
 
-/// Readies the write connection for `policy` before the writer starts:
-/// with a size limit, converts a database created without incremental
-/// auto-vacuum (one `VACUUM`) and bounds the write-ahead log so that it is
-/// a small part of the limit.
-pub async fn prepare(conn: &mut SqliteConnection, policy: &Policy) -> Result<(), RetentionError> {
+/// Free pages of the database and its full-text index (attached as
+/// `fts`; both use SQLite's default page size unless set otherwise, and
+/// the sum only compares counts taken the same way).
+async fn freelist(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+    let main: i64 = sqlx::query_scalar("PRAGMA main.freelist_count")
+        .fetch_one(&mut *conn)
+        .await?;
+    let fts: i64 = sqlx::query_scalar("PRAGMA fts.freelist_count")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(u64::try_from(main).unwrap_or(0) + u64::try_from(fts).unwrap_or(0))
+}
+
+/// Readies the write connection and the full-text index's connection
+/// for `policy` before the writer starts: with a size limit, converts a
+/// database created without incremental auto-vacuum (one `VACUUM`) and
+/// bounds both write-ahead logs so that they are a small part of the limit.
+pub async fn prepare(
+    conn: &mut SqliteConnection,
+    fts: &mut SqliteConnection,
+    policy: &Policy,
+) -> Result<(), RetentionError> {
     let Some(limit) = policy.max_db_size else {
         return Ok(());
     };
+    // The index's log is the smaller: its transactions are bounded by
+    // the indexer's chunks.
+    bound_log(fts, wal_budget(limit) / 2).await?;
     let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
         .fetch_one(&mut *conn)
         .await?;
@@ -382,12 +437,19 @@ pub async fn prepare(conn: &mut SqliteConnection, policy: &Policy) -> Result<(),
     // its largest size on disk; bound both its size and how much it
     // collects before a checkpoint (at most SQLite's default of 1000
     // pages between checkpoints).
-    let wal_budget = wal_budget(limit);
+    bound_log(conn, wal_budget(limit)).await?;
+    Ok(())
+}
+
+/// Keeps the connection's write-ahead log near `budget` bytes: checkpoints
+/// after that much (at most SQLite's default of 1000 pages) and truncates
+/// the file back to it.
+async fn bound_log(conn: &mut SqliteConnection, budget: u64) -> Result<(), sqlx::Error> {
     let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
         .fetch_one(&mut *conn)
         .await?;
-    let pages = (wal_budget as i64 / page_size.max(512)).clamp(32, 1000);
-    conn.execute(format!("PRAGMA journal_size_limit = {wal_budget}").as_str())
+    let pages = (budget as i64 / page_size.max(512)).clamp(32, 1000);
+    conn.execute(format!("PRAGMA journal_size_limit = {budget}").as_str())
         .await?;
     conn.execute(format!("PRAGMA wal_autocheckpoint = {pages}").as_str())
         .await?;
@@ -416,18 +478,26 @@ pub struct Size {
 }
 
 impl Size {
+    /// The database and its full-text index file together, counted in
+    /// the database's pages. The index file counts whole: its free pages
+    /// are the old segments of FTS5's last merge, given back by the
+    /// indexer right after, and the next merge needs as many again.
     async fn read(conn: &SqlitePool) -> Result<Size, sqlx::Error> {
         let get = |v: i64| u64::try_from(v).unwrap_or(0);
+        let pragma = |p: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(p)
+                .fetch_one(conn)
+                .await
+                .map(get)
+        };
+        let page_size = pragma("PRAGMA main.page_size").await?.max(512);
+        let fts_page_size = pragma("PRAGMA fts.page_size").await?.max(512);
+        let in_pages = |n: u64| (n * fts_page_size).div_ceil(page_size);
         Ok(Size {
-            page_size: get(sqlx::query_scalar("PRAGMA page_size")
-                .fetch_one(conn)
-                .await?),
-            page_count: get(sqlx::query_scalar("PRAGMA page_count")
-                .fetch_one(conn)
-                .await?),
-            freelist: get(sqlx::query_scalar("PRAGMA freelist_count")
-                .fetch_one(conn)
-                .await?),
+            page_size,
+            page_count: pragma("PRAGMA main.page_count").await?
+                + in_pages(pragma("PRAGMA fts.page_count").await?),
+            freelist: pragma("PRAGMA main.freelist_count").await?,
             wal: 0,
             wal_peak: 0,
         })
@@ -772,9 +842,12 @@ impl Retention {
 
     async fn measure(&self) -> Result<Size, RetentionError> {
         let mut size = Size::read(&self.read).await?;
+        let len = |p: &std::ffi::OsStr| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut wal = self.db_path.clone().into_os_string();
         wal.push("-wal");
-        size.wal = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let mut fts_wal = crate::db::fts::path(&self.db_path).into_os_string();
+        fts_wal.push("-wal");
+        size.wal = len(&wal) + len(&fts_wal);
         let mut peak = self
             .wal_peak
             .lock()

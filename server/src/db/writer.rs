@@ -17,10 +17,8 @@
 //! request with a storage error; the agents reconnect and resend, and the
 //! writer goes on with the next group.
 //!
-//! The full-text index is filled once per group, just before COMMIT, from
-//! the rows the group inserted (`id >` the newest id before the group):
-//! one FTS5 flush per commit instead of one per statement, and the index
-//! commits or rolls back with the entries.
+//! The full-text index is not the writer's: it lives in a file of its own,
+//! filled beside the writer (see `fts`).
 
 use crate::db::gaps;
 use crate::db::hosts::{self, HeadReport, HostHello, HostState};
@@ -179,17 +177,6 @@ pub struct Writer {
     last_id: Option<i64>,
 }
 
-/// Indexes the messages of the rows inserted after `?1` (the newest id
-/// before the group).
-const FTS_FILL: &str = "INSERT INTO entries_fts(rowid, message) \
-     SELECT id, CAST(message AS TEXT) FROM entries WHERE id > ?1 AND message IS NOT NULL";
-
-/// FTS5 merges segments of one level once this many exist (its default
-/// is 4). With one new segment per group commit, 8 halves the merge work
-/// done inside commits (about 5% of the server's CPU per entry in
-/// `jr-bench ingest --quick`) for a few more segments to read per search.
-const FTS_AUTOMERGE: i64 = 8;
-
 /// A request applied to the open transaction, answered after commit.
 struct Pending {
     reply: Reply,
@@ -206,12 +193,6 @@ impl Writer {
         bounds: Bounds,
     ) -> Result<(Writer, WriterHandle, Arc<Stats>), sqlx::Error> {
         let hosts = hosts::load(&mut conn).await?;
-        // Persistent FTS5 setting, written at every start so databases
-        // created before it get it too.
-        sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('automerge', ?1)")
-            .bind(FTS_AUTOMERGE)
-            .execute(&mut conn)
-            .await?;
         let stats = Arc::new(Stats::default());
         stats
             .stored
@@ -237,8 +218,8 @@ impl Writer {
     /// The queue retention sends its jobs through (see `retention`). Jobs
     /// run between group commits, never inside one; the writer picks
     /// fairly between this queue and the ingest queue.
-    pub fn maintenance(&mut self) -> retention::Maintenance {
-        let (handle, rx) = retention::Maintenance::channel();
+    pub fn maintenance(&mut self, db: &std::path::Path) -> retention::Maintenance {
+        let (handle, rx) = retention::Maintenance::channel(db);
         self.maintenance = Some(rx);
         handle
     }
@@ -270,20 +251,6 @@ impl Writer {
             let _ = p.reply.send(p.result);
             return;
         }
-        // Read inside the transaction: whatever else deletes entries cannot
-        // move it before the fill below.
-        let before = match newest_id(&mut self.conn).await {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the newest entry id; the request was not stored");
-                if let Err(rb) = self.conn.execute("ROLLBACK").await {
-                    tracing::debug!(error = %rb, "rollback after failed read");
-                }
-                let p = Pending::storage_error(first.request);
-                let _ = p.reply.send(p.result);
-                return;
-            }
-        };
         self.last_id = None;
         let mut pending: Vec<Pending> = Vec::new();
         let mut failure = None;
@@ -309,7 +276,7 @@ impl Writer {
             next = self.rx.try_recv().ok();
         }
         let outcome = match failure {
-            None => self.finish(before).await,
+            None => self.conn.execute("COMMIT").await.map(drop),
             Some(e) => Err(e),
         };
         match outcome {
@@ -431,17 +398,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Indexes the group's new rows for full-text search and commits.
-    async fn finish(&mut self, before: i64) -> Result<(), sqlx::Error> {
-        if self.last_id.is_some() {
-            sqlx::query(FTS_FILL)
-                .bind(before)
-                .execute(&mut self.conn)
-                .await?;
-        }
-        self.conn.execute("COMMIT").await.map(drop)
-    }
-
     /// The host as of the open transaction, if `batch` continues from its
     /// cursor.
     fn check_continuity(&self, machine_id: &str, batch: &Batch) -> Result<HostState, Error> {
@@ -505,13 +461,6 @@ async fn next_job(rx: &mut Option<mpsc::Receiver<retention::Job>>) -> Option<ret
         },
         None => std::future::pending().await,
     }
-}
-
-/// The newest entry id, 0 for an empty table.
-async fn newest_id(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM entries")
-        .fetch_one(conn)
-        .await
 }
 
 impl Pending {

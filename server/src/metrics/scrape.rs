@@ -63,12 +63,16 @@ impl std::fmt::Debug for Scrape {
     }
 }
 
-/// Size of the database file plus its write-ahead log, in bytes.
+/// Size of the database file, its write-ahead log and its full-text
+/// index's files, in bytes.
 pub fn database_bytes(db: &Path) -> u64 {
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    size(db) + size(Path::new(&wal))
+    let beside = |suffix: &str| {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        size(Path::new(&p))
+    };
+    size(db) + beside("-wal") + beside("-fts") + beside("-fts-wal")
 }
 
 impl Scrape {

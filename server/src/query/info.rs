@@ -212,19 +212,23 @@ pub async fn stats(pool: &SqlitePool, rate: &Rate) -> Result<StatsResponse, Quer
         .iter()
         .find(|r| r.try_get::<String, _>(1).is_ok_and(|n| n == "main"))
         .and_then(|r| r.try_get(2).ok());
-    let wal = match file.filter(|f| !f.is_empty()) {
-        Some(f) => tokio::fs::metadata(format!("{f}-wal"))
-            .await
-            .map_or(0, |m| m.len()),
-        None => 0,
-    };
+    // The log and the full-text index's files (`-fts`, `-fts-wal`) are
+    // part of what the database takes.
+    let mut beside = 0;
+    if let Some(f) = file.filter(|f| !f.is_empty()) {
+        for suffix in ["-wal", "-fts", "-fts-wal"] {
+            beside += tokio::fs::metadata(format!("{f}{suffix}"))
+                .await
+                .map_or(0, |m| m.len());
+        }
+    }
     Ok(StatsResponse {
         entries: usec(row.try_get(0)?),
         first_entry_usec: usec(row.try_get(1)?),
         last_entry_usec: usec(row.try_get(2)?),
         hosts: usec(row.try_get(3)?),
         units: usec(row.try_get(4)?),
-        database_bytes: usec(Some(page_count.saturating_mul(page_size))) + wal,
+        database_bytes: usec(Some(page_count.saturating_mul(page_size))) + beside,
         ingest_rate: rate.per_second(now, last_id),
         last_id,
     })

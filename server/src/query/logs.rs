@@ -16,6 +16,7 @@
 use super::error::QueryError;
 use super::request::{Direction, Key, LogQuery, Resume};
 use super::sql::{self, StoredRow, Where};
+use crate::db::fts;
 use jr_proto::v1::{LogEntry, LogsResponse};
 use sqlx::SqlitePool;
 use std::time::Duration;
@@ -36,6 +37,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// A follower also looks at the store this often, in case a commit
 /// notification was missed or the writer provides none.
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
+/// How often a live search looks again while the full-text index trails
+/// the newest commit (it catches up within milliseconds).
+const INDEX_POLL: Duration = Duration::from_millis(20);
 
 pub type Tx = mpsc::Sender<Result<LogsResponse, Status>>;
 
@@ -122,6 +126,18 @@ async fn stream(
         Some(r) => r.snapshot,
         None => sql::last_id(pool).await?,
     };
+    if q.search.is_some() {
+        // Everything committed before the search began must be found.
+        let indexed = fts::wait_indexed(pool, snapshot)
+            .await
+            .map_err(QueryError::from)?;
+        if indexed < snapshot {
+            return Err(Stop::Failed(QueryError::IndexBehind {
+                indexed,
+                newest: snapshot,
+            }));
+        }
+    }
     let mut token = None;
     if let Some(w) = sql::conditions(pool, q).await? {
         let start = start(pool, q, &w, snapshot).await?;
@@ -257,7 +273,15 @@ async fn follow(
         .map_err(|_| Stop::Gone)?;
     let mut last = snapshot;
     loop {
-        let head = sql::last_id(pool).await?;
+        let mut head = sql::last_id(pool).await?;
+        let mut behind = false;
+        if q.search.is_some() {
+            // A search follows the index, which trails the commits by a
+            // moment: entries past it would be missed for good.
+            let indexed = fts::indexed(pool).await.map_err(QueryError::from)?;
+            behind = indexed < head;
+            head = head.min(indexed);
+        }
         if head > last {
             // Re-resolved each time: hosts, units and boots that appear
             // while following must be found.
@@ -297,7 +321,7 @@ async fn follow(
             _ = out.tx.closed() => return Err(Stop::Gone),
             _ = shutdown.cancelled() => return Err(Stop::Failed(QueryError::ShuttingDown)),
             _ = notified => {}
-            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            _ = tokio::time::sleep(if behind { INDEX_POLL } else { FOLLOW_POLL }) => {}
         }
     }
 }

@@ -274,7 +274,7 @@ pub async fn conditions(pool: &SqlitePool, q: &LogQuery) -> Result<Option<Where>
     }
     if let Some(search) = &q.search {
         w.push(
-            "e.id IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)".into(),
+            "e.id IN (SELECT rowid FROM fts.entries_fts WHERE entries_fts MATCH ?)".into(),
             [Param::Text(search.clone())],
         );
     }

@@ -1,0 +1,314 @@
+//! The full-text index: a database file of its own, filled beside the
+//! writer.
+//!
+//! SQLite lets one connection at a time write a database file, and
+//! indexing messages (FTS5's tokenising, term hashing and segment merges)
+//! took about a third of the writer's time when it ran inside each group
+//! commit. The index therefore lives in `<db>-fts` (schema in
+//! migrations/fts), and the [`Indexer`] fills it on a connection of its
+//! own after every commit, while the writer already stores the next group.
+//!
+//! Consistency: `fts_position.upto` is the entry id up to which the index
+//! is complete, committed together with the index rows. A search first
+//! waits until it reaches the newest entry id the search will read
+//! ([`wait_indexed`]), so it sees every entry committed before it began; a
+//! live search follows the index position instead of the newest id.
+//! Retention's deletes leave the index through a trigger on the writer's
+//! connection, which attaches this file for the job ([`attach_for_delete`]).
+//! An id indexed from a snapshot taken just before its row was deleted
+//! stays in the index, harmless: searches join `entries`.
+//!
+//! At start-up the indexer catches up from `upto`: the whole table for a
+//! database whose index was just created (an older database, or a lost
+//! `-fts` file), with progress in the log.
+
+use crate::config::Synchronous;
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions as _, Executor as _};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Entry ids per indexing transaction: bounds how long the index's write
+/// lock is held (retention's deletes wait for it) and the memory of FTS5's
+/// pending terms.
+const CHUNK: i64 = 8192;
+/// FTS5 merges segments of one level once this many exist (its default is
+/// 4): less merge work per indexed entry for a few more segments to read
+/// per search.
+const AUTOMERGE: i64 = 8;
+/// How long a search waits for the index to reach the entries it reads.
+pub const SEARCH_WAIT: Duration = Duration::from_secs(30);
+/// Between two looks at the index position while a search waits.
+const WAIT_POLL: Duration = Duration::from_millis(10);
+/// A catch-up longer than this many entries logs its progress.
+const CATCH_UP_REPORT: i64 = 100_000;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `<db>-fts`: the index file that belongs to the database at `db`.
+pub fn path(db: &Path) -> PathBuf {
+    let mut p = OsString::from(db.as_os_str());
+    p.push("-fts");
+    PathBuf::from(p)
+}
+
+fn path_text(db: &Path) -> Result<String, sqlx::Error> {
+    path(db)
+        .into_os_string()
+        .into_string()
+        .map_err(|p| sqlx::Error::Configuration(format!("database path {p:?} is not UTF-8").into()))
+}
+
+/// Makes the index's tables visible to `conn` as `fts.*` (the read pool
+/// does this for each connection it opens).
+pub async fn attach(conn: &mut SqliteConnection, db: &Path) -> Result<(), sqlx::Error> {
+    sqlx::query("ATTACH DATABASE ?1 AS fts")
+        .bind(path_text(db)?)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Attaches the index to the writer's connection for a retention job and
+/// makes deletes of entries delete their index rows. Never left attached
+/// during group commits: their `BEGIN IMMEDIATE` would take the index's
+/// write lock too and wait for the indexer.
+pub async fn attach_for_delete(conn: &mut SqliteConnection, db: &Path) -> Result<(), sqlx::Error> {
+    attach(conn, db).await?;
+    // Trigger bodies may not qualify table names; `entries_fts` is only in
+    // the attached file.
+    let made = conn
+        .execute(
+            "CREATE TEMP TRIGGER IF NOT EXISTS entries_fts_delete AFTER DELETE ON main.entries \
+             WHEN old.message IS NOT NULL \
+             BEGIN DELETE FROM entries_fts WHERE rowid = old.id; END",
+        )
+        .await;
+    if let Err(e) = made {
+        // Never leave the file attached to the writer's connection.
+        let _ = detach(conn).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Undoes [`attach_for_delete`].
+pub async fn detach(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let dropped = conn
+        .execute("DROP TRIGGER IF EXISTS temp.entries_fts_delete")
+        .await;
+    conn.execute("DETACH DATABASE fts").await?;
+    dropped.map(drop)
+}
+
+/// Opens (creating and migrating if needed) the index file of the
+/// database at `db`, with the database attached as `store`: the
+/// indexer's connection.
+pub async fn open(db: &Path, synchronous: Synchronous) -> Result<SqliteConnection, sqlx::Error> {
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path(db))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match synchronous {
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+        })
+        .busy_timeout(BUSY_TIMEOUT)
+        .auto_vacuum(SqliteAutoVacuum::Incremental)
+        .pragma("cache_size", "-8192")
+        .disable_statement_logging()
+        .connect()
+        .await?;
+    sqlx::migrate!("../migrations/fts")
+        .run(&mut conn)
+        .await
+        .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+    sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('automerge', ?1)")
+        .bind(AUTOMERGE)
+        .execute(&mut conn)
+        .await?;
+    let store = db
+        .to_str()
+        .ok_or_else(|| sqlx::Error::Configuration("database path is not UTF-8".into()))?;
+    sqlx::query("ATTACH DATABASE ?1 AS store")
+        .bind(store)
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+/// The entry id up to which the index is complete.
+pub async fn indexed(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT upto FROM fts.fts_position")
+        .fetch_one(pool)
+        .await
+}
+
+/// Waits until the index covers every entry up to `id`; returns where it
+/// stands, which is below `id` only when [`SEARCH_WAIT`] ran out.
+pub async fn wait_indexed(pool: &SqlitePool, id: i64) -> Result<i64, sqlx::Error> {
+    let started = Instant::now();
+    loop {
+        let upto = indexed(pool).await?;
+        if upto >= id || started.elapsed() >= SEARCH_WAIT {
+            return Ok(upto);
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// The task that keeps the index up with the committed entries.
+pub struct Indexer {
+    conn: SqliteConnection,
+    upto: i64,
+    /// Give the pages FTS5's merges free back to the file system after
+    /// each transaction (with `--max-db-size`: free pages count on disk).
+    vacuum: bool,
+}
+
+impl Indexer {
+    /// Reads where the index stands. An index ahead of the database's
+    /// newest entry belongs to another database (the file was replaced):
+    /// it is emptied and rebuilt.
+    pub async fn new(mut conn: SqliteConnection) -> Result<Indexer, sqlx::Error> {
+        let mut upto: i64 = sqlx::query_scalar("SELECT upto FROM fts_position")
+            .fetch_one(&mut conn)
+            .await?;
+        let newest = newest(&mut conn).await?;
+        if upto > newest {
+            tracing::warn!(
+                indexed_upto = upto,
+                newest_entry = newest,
+                "the full-text index is ahead of the database (was the database replaced?); rebuilding it"
+            );
+            conn.execute("BEGIN IMMEDIATE").await?;
+            conn.execute("INSERT INTO entries_fts(entries_fts) VALUES ('delete-all')")
+                .await?;
+            conn.execute("UPDATE fts_position SET upto = 0").await?;
+            conn.execute("COMMIT").await?;
+            upto = 0;
+        }
+        Ok(Indexer {
+            conn,
+            upto,
+            vacuum: false,
+        })
+    }
+
+    /// Keeps the file free of free pages (see [`Indexer::vacuum`]).
+    pub fn vacuuming(mut self, vacuum: bool) -> Indexer {
+        self.vacuum = vacuum;
+        self
+    }
+
+    /// Indexes what is committed and then every commit announced on
+    /// `commits`, until `shutdown`. What is left at shutdown is indexed
+    /// at the next start.
+    pub async fn run(mut self, mut commits: watch::Receiver<i64>, shutdown: CancellationToken) {
+        let mut target = match newest(&mut self.conn).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "full-text index: cannot read the newest entry id");
+                0
+            }
+        };
+        loop {
+            target = target.max(*commits.borrow_and_update());
+            self.catch_up(target, &shutdown).await;
+            tokio::select! {
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    async fn catch_up(&mut self, target: i64, shutdown: &CancellationToken) {
+        let behind = target - self.upto;
+        let report = behind > CATCH_UP_REPORT;
+        if report {
+            tracing::info!(
+                from = self.upto,
+                to = target,
+                "full-text index: indexing {behind} entry ids"
+            );
+        }
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        while self.upto < target && !shutdown.is_cancelled() {
+            let end = (self.upto + CHUNK).min(target);
+            if let Err(e) = self.index(end).await {
+                // Nothing is lost: the next commit (or start) retries from
+                // the same position; searches wait for it meanwhile.
+                tracing::warn!(error = %e, upto = self.upto, "full-text index: indexing failed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                return;
+            }
+            self.upto = end;
+            if report && last_report.elapsed() >= Duration::from_secs(10) {
+                last_report = Instant::now();
+                tracing::info!(
+                    upto = self.upto,
+                    to = target,
+                    "full-text index: catching up"
+                );
+            }
+        }
+        if report && self.upto >= target {
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "full-text index: caught up"
+            );
+        }
+    }
+
+    /// Indexes the entries after the position up to `end` and moves the
+    /// position, in one transaction.
+    async fn index(&mut self, end: i64) -> Result<(), sqlx::Error> {
+        self.conn.execute("BEGIN").await?;
+        let done = async {
+            sqlx::query(
+                "INSERT INTO entries_fts(rowid, message) \
+                 SELECT id, CAST(message AS TEXT) FROM store.entries \
+                 WHERE id > ?1 AND id <= ?2 AND message IS NOT NULL",
+            )
+            .bind(self.upto)
+            .bind(end)
+            .execute(&mut self.conn)
+            .await?;
+            sqlx::query("UPDATE fts_position SET upto = ?1")
+                .bind(end)
+                .execute(&mut self.conn)
+                .await?;
+            self.conn.execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = done {
+            if let Err(rb) = self.conn.execute("ROLLBACK").await {
+                tracing::debug!(error = %rb, "rollback after failed indexing");
+            }
+            return Err(e);
+        }
+        if self.vacuum {
+            self.conn.execute("PRAGMA incremental_vacuum").await?;
+        }
+        Ok(())
+    }
+}
+
+async fn newest(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM store.entries")
+        .fetch_one(conn)
+        .await
+}
