@@ -12,10 +12,14 @@
 //! previous batch's `last_cursor`, the session's start cursor for the
 //! first) and `last_cursor`, and the `gap_entries` the reader reported
 //! since the previous batch.
+//!
+//! Entries are encoded into the batch as they come and not kept decoded
+//! (see `wire`).
 
 use crate::filter::Filter;
 use crate::metrics::Metrics;
 use crate::reader::{ReadEvent, ReaderError, ReaderItem};
+use crate::wire::{Frame, BATCH_ENTRIES};
 use jr_proto::v1::Batch;
 use prost::Message;
 use std::sync::Arc;
@@ -46,11 +50,39 @@ impl Limits {
     }
 }
 
-/// A closed batch and its encoded size.
+/// A closed batch: its own fields, its entries encoded, and its encoded
+/// size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingBatch {
+    /// Everything but `entries`, which are in `encoded`.
     pub batch: Batch,
+    /// The entries as `Batch.entries` fields.
+    pub encoded: Vec<u8>,
+    /// How many entries `encoded` holds.
+    pub entries: u64,
     pub bytes: usize,
+}
+
+impl PendingBatch {
+    /// The request that sends this batch, with `head` (the journal's head
+    /// when it is sent).
+    pub fn into_frame(self, head: Option<jr_proto::v1::Head>) -> Frame {
+        let mut batch = self.batch;
+        batch.head = head;
+        Frame::batch(&batch, self.encoded)
+    }
+
+    /// The whole batch, entries decoded.
+    pub fn decode(&self) -> Batch {
+        let mut batch =
+            Batch::decode(self.encoded.as_slice()).expect("the batcher's own encoding decodes");
+        batch.seq = self.batch.seq;
+        batch.prev_cursor.clone_from(&self.batch.prev_cursor);
+        batch.last_cursor.clone_from(&self.batch.last_cursor);
+        batch.gap_entries = self.batch.gap_entries;
+        batch.head.clone_from(&self.batch.head);
+        batch
+    }
 }
 
 /// What the batcher sends: batches, then the reader's error if it failed.
@@ -65,7 +97,10 @@ pub struct Batcher {
     metrics: Arc<Metrics>,
     seq: u64,
     prev_cursor: String,
+    /// The open batch's own fields; its entries are in `encoded`.
     current: Batch,
+    encoded: Vec<u8>,
+    entries: u64,
     bytes: usize,
     /// Something (shipped or filtered) was read since the last batch.
     dirty: bool,
@@ -88,6 +123,8 @@ impl Batcher {
             seq: 0,
             prev_cursor: start_cursor,
             current: Batch::default(),
+            encoded: Vec::new(),
+            entries: 0,
             bytes: 0,
             dirty: false,
             opened_at: None,
@@ -113,17 +150,29 @@ impl Batcher {
                 }
                 let len = entry.encoded_len();
                 let size = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
-                if !self.current.entries.is_empty() && self.bytes + size > self.limits.bytes {
+                if self.entries > 0 && self.bytes + size > self.limits.bytes {
                     out.extend(self.take());
                     self.opened_at = Some(Instant::now());
                 }
-                self.current.last_cursor.clone_from(&entry.cursor);
-                self.current.entries.push(entry);
+                if self.encoded.capacity() == 0 {
+                    // A batch never grows past the limit (but for one
+                    // entry larger than it): no reallocation on the way.
+                    self.encoded.reserve(self.limits.bytes.max(size));
+                }
+                prost::encoding::encode_key(
+                    BATCH_ENTRIES,
+                    prost::encoding::WireType::LengthDelimited,
+                    &mut self.encoded,
+                );
+                prost::encoding::encode_varint(len as u64, &mut self.encoded);
+                entry
+                    .encode(&mut self.encoded)
+                    .expect("a Vec grows to fit the entry");
+                self.current.last_cursor = entry.cursor;
+                self.entries += 1;
                 self.bytes += size;
                 self.dirty = true;
-                if self.current.entries.len() >= self.limits.entries
-                    || self.bytes >= self.limits.bytes
-                {
+                if self.entries >= self.limits.entries as u64 || self.bytes >= self.limits.bytes {
                     out.extend(self.take());
                 }
             }
@@ -141,12 +190,20 @@ impl Batcher {
         let mut batch = std::mem::take(&mut self.current);
         batch.seq = self.seq;
         batch.prev_cursor = std::mem::replace(&mut self.prev_cursor, batch.last_cursor.clone());
-        // Protobuf fields encode independently: the entries' share is what
-        // `push` summed, so the entries are not walked a second time.
-        let entries = std::mem::take(&mut batch.entries);
+        // Protobuf fields encode independently: the batch's size is its own
+        // fields' plus what `push` summed for the entries.
         let bytes = batch.encoded_len() + std::mem::take(&mut self.bytes);
-        batch.entries = entries;
-        Some(PendingBatch { batch, bytes })
+        let mut encoded = std::mem::take(&mut self.encoded);
+        if encoded.len() < encoded.capacity() / 2 {
+            // A batch closed early (linger) keeps only what it holds.
+            encoded.shrink_to_fit();
+        }
+        Some(PendingBatch {
+            batch,
+            encoded,
+            entries: std::mem::take(&mut self.entries),
+            bytes,
+        })
     }
 }
 

@@ -29,6 +29,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
+/// Files are only looked at for their newest entry: small read windows,
+/// and the offsets of the newest entries only (the newest readable one is
+/// among them unless that many in a row are damaged).
+const TAIL_OPTIONS: jr_journal_file::Options = jr_journal_file::Options {
+    max_payload: 768 << 20,
+    window_bytes: 16 << 10,
+    tail: Some(256),
+};
+
 /// Default of `--head-interval`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// Longest a `journalctl -n 1` may take.
@@ -149,7 +158,7 @@ impl NativeTail {
                     }
                     f
                 }
-                None => match JournalFile::open(&p) {
+                None => match JournalFile::open_with(&p, &TAIL_OPTIONS) {
                     Ok(f) => self.files.entry(p.clone()).or_insert(f),
                     Err(e) if e.is_unsupported() => return Err(NativeError::File(e)),
                     // Vanished or unreadable: the next tick lists again.

@@ -34,6 +34,7 @@ pub mod reader;
 pub mod session;
 pub mod shipper;
 pub mod state;
+pub mod wire;
 
 pub use config::{AgentConfig, ReaderKind};
 pub use shipper::{run, RunSummary};

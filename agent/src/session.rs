@@ -21,8 +21,9 @@ use crate::journal_reader;
 use crate::metrics::Metrics;
 use crate::reader::{ReaderError, ReaderOptions, StartAt};
 use crate::state::{self, State};
+use crate::wire::{self, Frame, FrameCodec};
 use jr_journal::cursor::Cursor;
-use jr_proto::v1::ingest_client::IngestClient;
+use jr_proto::v1::ingest_server::SERVICE_NAME;
 use jr_proto::v1::{ship_request, ship_response, Hello, ShipRequest, ShipResponse, Welcome};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -174,7 +175,9 @@ pub async fn run(
         () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
         c = endpoint.connect() => c.map_err(|source| SessionError::Connect { server: cfg.server.clone(), source })?,
     };
-    let mut client = IngestClient::new(channel).max_decoding_message_size(MAX_DECODING);
+    // The generated client's call with a codec that writes pre-encoded
+    // requests (see `wire`).
+    let mut client = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_DECODING);
     let encoding = match cfg.compression {
         Compression::Gzip => Some(CompressionEncoding::Gzip),
         Compression::Zstd => Some(CompressionEncoding::Zstd),
@@ -192,7 +195,7 @@ pub async fn run(
     // that waits for it before answering cannot deadlock with us.
     // Room for the window's batches plus one head heartbeat (sent only into
     // an empty channel, see `Pump::heartbeat`).
-    let (requests, request_rx) = mpsc::channel::<ShipRequest>(cfg.max_inflight + 2);
+    let (requests, request_rx) = mpsc::channel::<Frame>(cfg.max_inflight + 2);
     let hello = Hello {
         machine_id: ctx.identity.machine_id.clone(),
         hostname: ctx.identity.hostname.clone(),
@@ -200,15 +203,26 @@ pub async fn run(
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     requests
-        .try_send(ShipRequest {
+        .try_send(Frame::message(&ShipRequest {
             kind: Some(ship_request::Kind::Hello(hello)),
-        })
+        }))
         .map_err(|_| SessionError::ServerClosed)?;
     let mut request = tonic::Request::new(ReceiverStream::new(request_rx));
     if let Some(b) = bearer {
         request.metadata_mut().insert("authorization", b);
     }
-    let call = tokio::time::timeout(WELCOME_TIMEOUT, client.ship(request));
+    request
+        .extensions_mut()
+        .insert(tonic::GrpcMethod::new(SERVICE_NAME, "Ship"));
+    let call = tokio::time::timeout(WELCOME_TIMEOUT, async {
+        client
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unknown(format!("service was not ready: {e}")))?;
+        client
+            .streaming(request, wire::ship_path(), FrameCodec)
+            .await
+    });
     let mut inbound = tokio::select! {
         () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
         r = call => r.map_err(|_| SessionError::Timeout("response"))??.into_inner(),
@@ -315,7 +329,7 @@ pub async fn run(
 
 struct Pump<'a> {
     ctx: &'a Context,
-    requests: mpsc::Sender<ShipRequest>,
+    requests: mpsc::Sender<Frame>,
     inbound: Streaming<ShipResponse>,
     batches: mpsc::Receiver<BatcherItem>,
     /// (seq, entries, bytes, last_cursor) of sent, unacknowledged batches.
@@ -351,32 +365,28 @@ impl Pump<'_> {
     fn heartbeat(&mut self) {
         if self.requests.capacity() == self.requests.max_capacity() {
             let head = self.head();
-            let _ = self.requests.try_send(ShipRequest {
+            let _ = self.requests.try_send(Frame::message(&ShipRequest {
                 kind: Some(ship_request::Kind::Head(head)),
-            });
+            }));
         }
     }
 
-    fn send(&mut self, mut p: PendingBatch) -> Result<(), SessionError> {
-        let head = self.head();
-        if !head.cursor.is_empty() {
-            p.batch.head = Some(head);
-        }
-        let entries = p.batch.entries.len() as u64;
+    fn send(&mut self, p: PendingBatch) -> Result<(), SessionError> {
+        let head = Some(self.head()).filter(|h| !h.cursor.is_empty());
+        let entries = p.entries;
         let seq = p.batch.seq;
         let last = p.batch.last_cursor.clone();
+        let bytes = p.bytes;
         // The channel holds max_inflight + 1 and never more than the
         // window's batches are queued, so it cannot be full.
         self.requests
-            .try_send(ShipRequest {
-                kind: Some(ship_request::Kind::Batch(p.batch)),
-            })
+            .try_send(p.into_frame(head))
             .map_err(|_| SessionError::ServerClosed)?;
-        self.inflight.push_back((seq, entries, p.bytes, last));
-        self.inflight_bytes += p.bytes;
+        self.inflight.push_back((seq, entries, bytes, last));
+        self.inflight_bytes += bytes;
         let m = &self.ctx.metrics;
         Metrics::add(&m.shipped, entries);
-        Metrics::add(&m.bytes_sent, p.bytes as u64);
+        Metrics::add(&m.bytes_sent, bytes as u64);
         Ok(())
     }
 

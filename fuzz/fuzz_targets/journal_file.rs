@@ -37,8 +37,11 @@ fuzz_target!(|data: &[u8]| {
         for _ in jf.entries() {}
         let _ = jf.refresh();
     }
+    // Small windows too, so that reads across window edges are exercised.
     let opts = Options {
         max_payload: 1 << 20,
+        window_bytes: 4 << 10,
+        tail: None,
     };
     if let Ok(mut j) = Journal::open_files(vec![path.clone(), path.clone()], opts.clone()) {
         for _ in j.by_ref() {}

@@ -77,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let opts = Options {
             max_payload: 16 << 20,
+            ..Options::default()
         };
         if let Ok(mut j) = Journal::open_files(vec![path.clone(), path.clone()], opts) {
             entries += j.by_ref().count() as u64;

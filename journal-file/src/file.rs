@@ -52,6 +52,11 @@ pub struct JournalFile {
     seqnum_id_hex: String,
     identity: (u64, u64),
     offsets: Vec<u64>,
+    /// Leading entries whose offsets were let go (see [`Options::tail`]);
+    /// `offsets[0]` is entry `dropped`.
+    dropped: usize,
+    /// How many of the newest entries' offsets are kept; `None`: all.
+    tail: Option<usize>,
     chain: Chain,
     pub(crate) cache: FxHashMap<u64, (Box<str>, Bytes)>,
     cache_bytes: usize,
@@ -67,7 +72,7 @@ impl std::fmt::Debug for JournalFile {
         f.debug_struct("JournalFile")
             .field("path", &self.path)
             .field("header", &self.header)
-            .field("entries", &self.offsets.len())
+            .field("entries", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -91,7 +96,7 @@ impl JournalFile {
         let path = path.as_ref();
         let file = File::open(path).map_err(io_err(path))?;
         let meta = file.metadata().map_err(io_err(path))?;
-        let src = Source::new(file).map_err(io_err(path))?;
+        let src = Source::new(file, opts.window_bytes).map_err(io_err(path))?;
         let header = read_header(path, &src)?;
         let mut f = JournalFile {
             path: path.to_owned(),
@@ -100,6 +105,8 @@ impl JournalFile {
             src,
             header,
             offsets: Vec::new(),
+            dropped: 0,
+            tail: opts.tail.map(|n| n.max(1)),
             chain: Chain::default(),
             cache: FxHashMap::default(),
             cache_bytes: 0,
@@ -110,11 +117,24 @@ impl JournalFile {
             stats: ReadStats::default(),
         };
         f.load_offsets();
+        // Walking the entry arrays filled windows all over the file;
+        // reading entries starts elsewhere.
+        f.src.release();
         Ok(f)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Gives back the read windows and the cache of repeated values, for
+    /// a file read to its end that will not grow (an archived one) while
+    /// the journal goes on reading others. Reading it again refills them.
+    pub fn release_buffers(&mut self) {
+        self.src.release();
+        self.cache = FxHashMap::default();
+        self.cache_bytes = 0;
+        self.items = Vec::new();
     }
 
     pub fn header(&self) -> &Header {
@@ -134,11 +154,11 @@ impl JournalFile {
 
     /// Entries listed so far (grows with [`JournalFile::refresh`]).
     pub fn len(&self) -> usize {
-        self.offsets.len()
+        self.dropped + self.offsets.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.len() == 0
     }
 
     pub fn stats(&self) -> ReadStats {
@@ -158,9 +178,9 @@ impl JournalFile {
             });
         }
         self.header = header;
-        let before = self.offsets.len();
+        let before = self.len();
         self.load_offsets();
-        Ok(self.offsets.len() - before)
+        Ok(self.len() - before)
     }
 
     fn load_offsets(&mut self) {
@@ -176,7 +196,15 @@ impl JournalFile {
         let item = if compact { 4u64 } else { 8 };
         let limit = self.header.n_entries;
         let hs = self.header.header_size;
-        while !self.chain.broken && (self.offsets.len() as u64) < limit {
+        // The header says how many entries there are: no doubling slack
+        // (8 bytes per entry is most of a long archived file's share of
+        // the reader's memory). Bounded, since the header may lie.
+        if self.tail.is_none() {
+            let expected = limit.saturating_sub(self.len() as u64);
+            self.offsets
+                .reserve_exact(usize::try_from(expected.min(1 << 24)).unwrap_or(0));
+        }
+        while !self.chain.broken && (self.len() as u64) < limit {
             if self.chain.array == 0 {
                 if self.header.entry_array_offset == 0 {
                     return Ok(());
@@ -185,10 +213,10 @@ impl JournalFile {
                 self.chain.consumed = 0;
             }
             let arr = object::entry_array(&mut self.src, hs, compact, self.chain.array)?;
-            while self.chain.consumed < arr.n_items && (self.offsets.len() as u64) < limit {
+            while self.chain.consumed < arr.n_items && (self.len() as u64) < limit {
                 let n = (arr.n_items - self.chain.consumed)
                     .min(ARRAY_CHUNK_ITEMS)
-                    .min(limit - self.offsets.len() as u64);
+                    .min(limit - self.len() as u64);
                 let at = arr.items_offset + self.chain.consumed * item;
                 let b = self.src.get(at, (n * item) as usize)?;
                 let mut taken = 0;
@@ -206,6 +234,13 @@ impl JournalFile {
                     taken += 1;
                 }
                 self.chain.consumed += taken;
+                if let Some(keep) = self.tail {
+                    if self.offsets.len() > 2 * keep {
+                        let gone = self.offsets.len() - keep;
+                        self.offsets.drain(..gone);
+                        self.dropped += gone;
+                    }
+                }
                 if taken < n {
                     return Ok(());
                 }
@@ -227,7 +262,7 @@ impl JournalFile {
 
     /// The fixed part of the entry at `index` in file order.
     pub fn meta(&mut self, index: usize) -> Option<Result<EntryMeta, Error>> {
-        let off = *self.offsets.get(index)?;
+        let off = *self.offsets.get(index.checked_sub(self.dropped)?)?;
         Some(
             object::entry_meta(
                 &mut self.src,
@@ -437,7 +472,7 @@ impl JournalFile {
     /// (entries are ordered within a file). Damaged entries count as
     /// "before" so the search moves past them.
     pub(crate) fn partition(&mut self, mut before: impl FnMut(&EntryMeta) -> bool) -> usize {
-        let (mut lo, mut hi) = (0usize, self.offsets.len());
+        let (mut lo, mut hi) = (self.dropped, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let is_before = match self.meta(mid) {

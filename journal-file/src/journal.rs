@@ -41,6 +41,8 @@ struct Slot {
     cand: Option<(usize, EntryMeta)>,
     /// The file has to be placed at the journal's location first.
     place: bool,
+    /// Its buffers were given back after it was read to its end.
+    released: bool,
 }
 
 impl Slot {
@@ -50,6 +52,7 @@ impl Slot {
             pos: 0,
             cand: None,
             place: false,
+            released: false,
         }
     }
 
@@ -62,10 +65,21 @@ impl Slot {
                 self.cand = Some((i, m));
             }
         }
+        // An archived file read to its end gets no more entries: its read
+        // windows and value cache would only sit there while the journal
+        // reads the files after it.
+        if self.cand.is_none()
+            && !self.released
+            && self.file.header().state == crate::header::FileState::Archived
+        {
+            self.file.release_buffers();
+            self.released = true;
+        }
     }
 
     fn place_at(&mut self, c: &Cursor) {
         self.cand = None;
+        self.released = false;
         let sid = parse_id(&c.seqnum_id);
         let boot = parse_id(&c.boot_id);
         self.pos = if sid.as_ref() == Some(self.file.seqnum_id()) {

@@ -49,12 +49,22 @@ pub struct Options {
     /// The largest data payload (after decompression) accepted; larger ones
     /// are treated as damage. journald itself stores nothing above 768 MiB.
     pub max_payload: usize,
+    /// Bytes each of a file's read windows reads at least: large for
+    /// reading entries in order, small for a reader that only looks at
+    /// the newest entry.
+    pub window_bytes: usize,
+    /// Keep the offsets of only the newest this many entries of a file
+    /// (older ones read as absent): for a reader of the newest entry,
+    /// whose memory then does not grow with the file.
+    pub tail: Option<usize>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             max_payload: 768 << 20,
+            window_bytes: source::WINDOW,
+            tail: None,
         }
     }
 }

@@ -16,7 +16,9 @@ use std::os::unix::fs::FileExt;
 /// Bytes read per window refill: a few hundred entries of a typical
 /// journal, so system calls stay rare while the windows stay small (every
 /// open file keeps its own).
-const WINDOW: usize = 256 << 10;
+pub const WINDOW: usize = 256 << 10;
+/// The smallest window accepted (a few objects).
+const OBJECT_MIN_WINDOW: usize = 4 << 10;
 /// Windows kept; the oldest one is refilled first.
 const WINDOWS: usize = 4;
 /// How far before a missed offset a window starts, at most...
@@ -34,17 +36,26 @@ pub(crate) struct Source {
     size: u64,
     windows: Vec<Window>,
     victim: usize,
+    /// Bytes a window reads at least.
+    window: usize,
 }
 
 impl Source {
-    pub(crate) fn new(file: File) -> io::Result<Source> {
+    pub(crate) fn new(file: File, window: usize) -> io::Result<Source> {
         let size = file.metadata()?.len();
         Ok(Source {
             file,
             size,
             windows: Vec::with_capacity(WINDOWS),
             victim: 0,
+            window: window.max(OBJECT_MIN_WINDOW),
         })
+    }
+
+    /// Gives the windows' memory back; the next read refills one.
+    pub(crate) fn release(&mut self) {
+        self.windows = Vec::new();
+        self.victim = 0;
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -115,7 +126,7 @@ impl Source {
         let start = offset.saturating_sub(BACK_READ) / BACK_ALIGN * BACK_ALIGN;
         let lead = offset - start;
         // `check` has bounded offset + len by the file size.
-        let want = (self.size - start).min(WINDOW.max(len) as u64 + lead) as usize;
+        let want = (self.size - start).min(self.window.max(len) as u64 + lead) as usize;
         let len = len + lead as usize;
         let offset = start;
         let idx = if self.windows.len() < WINDOWS {

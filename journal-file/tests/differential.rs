@@ -220,3 +220,58 @@ fn refresh_picks_up_appended_entries_and_new_files() {
     got.extend(j.by_ref());
     assert_same(&got, &journalctl_dir(d.path()), "after refresh");
 }
+
+/// A file opened for its newest entries only (`Options::tail`), with the
+/// smallest read windows, as the agent's head probe opens it: the newest
+/// entries read exactly as with every offset kept, older ones as absent,
+/// also after appends. And a reader with small windows reads everything
+/// the same.
+#[test]
+fn tail_only_and_small_windows_read_the_same_entries() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("node.journal");
+    let export = export_for_host("alpha", 900, 1_700_000_000_000_000, 6);
+    let cut = export
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w == b"\n\n")
+        .nth(599)
+        .map(|(i, _)| i + 2)
+        .unwrap();
+    journal_remote(&export[..cut], &path, Layout::all()[7]);
+    let tail = Options {
+        window_bytes: 1,
+        tail: Some(8),
+        ..Options::default()
+    };
+    let mut full = JournalFile::open(&path).unwrap();
+    let mut newest = JournalFile::open_with(&path, &tail).unwrap();
+    for round in 0..2 {
+        assert_eq!(newest.len(), full.len(), "round {round}");
+        let n = full.len();
+        for i in n - 8..n {
+            let want = full.meta(i).unwrap().unwrap();
+            let got = newest.meta(i).unwrap().unwrap();
+            assert_eq!(got, want, "round {round}, entry {i}");
+        }
+        assert!(newest.meta(0).is_none(), "older offsets are let go");
+        if round == 0 {
+            journal_remote(&export[cut..], &path, Layout::all()[7]);
+            full.refresh().unwrap();
+            newest.refresh().unwrap();
+        }
+    }
+    assert_eq!(full.len(), 900);
+
+    let small = Options {
+        window_bytes: 1,
+        ..Options::default()
+    };
+    let mut j = Journal::open_files(vec![path.clone()], small).unwrap();
+    let got: Vec<_> = j.by_ref().collect();
+    assert_same(
+        &got,
+        &journalctl_files(std::slice::from_ref(&path)),
+        "small windows",
+    );
+}

@@ -32,8 +32,10 @@ fn batcher(l: Limits, filter: Filter) -> Batcher {
     Batcher::new(l, filter, "start".into(), Arc::new(Metrics::default()))
 }
 
-fn cursors(b: &PendingBatch) -> Vec<&str> {
-    b.batch.entries.iter().map(|e| e.cursor.as_str()).collect()
+fn cursors(b: &PendingBatch) -> Vec<String> {
+    let decoded = b.decode();
+    assert_eq!(decoded.entries.len() as u64, b.entries);
+    decoded.entries.into_iter().map(|e| e.cursor).collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -65,7 +67,14 @@ async fn closes_on_entry_count_and_chains() {
     assert_eq!((last.batch.seq, last.batch.prev_cursor.as_str()), (3, "c4"));
     assert_eq!(cursors(&last), ["c5"]);
     assert!(b.take().is_none(), "nothing read, no batch");
-    assert!(out.iter().all(|p| p.bytes == p.batch.encoded_len()));
+    assert!(out.iter().all(|p| p.bytes == p.decode().encoded_len()));
+    // What is sent is that batch, in a ShipRequest.
+    let frame = out[0].clone().into_frame(None);
+    let sent = frame.decode().unwrap();
+    assert_eq!(
+        sent.kind,
+        Some(jr_proto::v1::ship_request::Kind::Batch(out[0].decode()))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -98,7 +107,8 @@ async fn filtered_entries_move_the_cursor() {
     assert_eq!(p.batch.last_cursor, "c2", "filtered entry still advances");
     b.push(ReadEvent::Entry(entry(3, "drop.service", 1)), &mut out);
     let p = b.take().unwrap();
-    assert!(p.batch.entries.is_empty());
+    assert_eq!(p.entries, 0);
+    assert!(p.decode().entries.is_empty());
     assert_eq!(
         (p.batch.prev_cursor.as_str(), p.batch.last_cursor.as_str()),
         ("c2", "c3")
