@@ -1,0 +1,107 @@
+//! Full-text search against a real server while an agent ships: the
+//! index is filled beside the writer and trails it, yet a search sees
+//! every entry committed before it began, and a live search gets every
+//! matching entry committed after it began, once and in order.
+
+mod common;
+
+use common::*;
+use jr_proto::v1::query_client::QueryClient;
+use jr_proto::v1::{Entry, LogsRequest};
+use std::collections::HashSet;
+
+/// Entry `seq`; every third one mentions the needle.
+fn maybe_needle(seq: u64) -> Entry {
+    let mut e = entry(seq);
+    if seq.is_multiple_of(3) {
+        for f in &mut e.fields {
+            if f.name == "MESSAGE" {
+                f.value = format!("found the needle in batch entry {seq}")
+                    .into_bytes()
+                    .into();
+            }
+        }
+    }
+    e
+}
+
+/// Sequence numbers of the needle entries in `entries`.
+fn needles(entries: &[jr_proto::v1::LogEntry]) -> Vec<u64> {
+    entries
+        .iter()
+        .map(|e| {
+            let message = e
+                .fields
+                .iter()
+                .find(|f| f.name == "MESSAGE")
+                .expect("MESSAGE");
+            let text = String::from_utf8_lossy(&message.value);
+            assert!(text.contains("needle"), "{text:?} does not match");
+            text.rsplit(' ').next().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_see_every_commit_and_live_searches_miss_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(&dir.path().join("s.db"))).await;
+    let mut agent = server.connect().await;
+    agent.hello(&machine(1)).await;
+    let mut query = QueryClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    let search = |follow: bool| LogsRequest {
+        search: "needle".into(),
+        follow,
+        // With `follow`: only what comes after the stored entries.
+        limit: u32::from(follow),
+        ..Default::default()
+    };
+
+    // Each search right after an acknowledgement finds every needle
+    // committed so far, however far behind the index was at that moment
+    // (it often is: the index is filled after the commit that acknowledged
+    // the batch).
+    // Large batches, so that indexing one takes a while.
+    let (mut prev, mut seq, mut batch) = (String::new(), 0u64, 0u64);
+    for _ in 0..6 {
+        batch += 1;
+        let entries: Vec<Entry> = (seq + 1..=seq + 4000).map(maybe_needle).collect();
+        seq += 4000;
+        prev = agent.batch(batch, &prev, entries).await;
+        agent.ack().await;
+        let mut stream = query.logs(search(false)).await.unwrap().into_inner();
+        let mut found = Vec::new();
+        while let Some(page) = stream.message().await.unwrap() {
+            found.extend(needles(&page.entries));
+        }
+        assert_eq!(found, (3..=seq).step_by(3).collect::<Vec<_>>());
+    }
+
+    // A live search: the newest stored needle, then every needle shipped
+    // after it began.
+    let mut live = query.logs(search(true)).await.unwrap().into_inner();
+    let stored = seq;
+    for _ in 0..10 {
+        batch += 1;
+        let entries: Vec<Entry> = (seq + 1..=seq + 300).map(maybe_needle).collect();
+        seq += 300;
+        prev = agent.batch(batch, &prev, entries).await;
+        agent.ack().await;
+    }
+    let want: Vec<u64> = (stored..=seq).step_by(3).collect();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let page = tokio::time::timeout(WAIT, live.message())
+            .await
+            .expect("live search keeps up")
+            .unwrap()
+            .expect("stream open");
+        got.extend(needles(&page.entries));
+    }
+    assert_eq!(got, want, "every needle once, in commit order");
+    assert_eq!(got.iter().collect::<HashSet<_>>().len(), got.len());
+    drop(live);
+    server.stop().await;
+}
