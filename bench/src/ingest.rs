@@ -222,15 +222,20 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Rows in the `entries` table, read through a read-only connection.
-pub async fn count_db_entries(db: &Path) -> Result<u64> {
+/// A read-only connection to the database at `db`.
+async fn open_read(db: &Path) -> Result<sqlx::SqliteConnection> {
     use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+    sqlx::sqlite::SqliteConnectOptions::new()
         .filename(db)
         .read_only(true)
         .connect()
         .await
-        .with_context(|| format!("cannot open {}", db.display()))?;
+        .with_context(|| format!("cannot open {}", db.display()))
+}
+
+/// Rows in the `entries` table, read through a read-only connection.
+pub async fn count_db_entries(db: &Path) -> Result<u64> {
+    let mut conn = open_read(db).await?;
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM entries")
         .fetch_one(&mut conn)
         .await?;
@@ -240,13 +245,7 @@ pub async fn count_db_entries(db: &Path) -> Result<u64> {
 /// Waits until the full-text index file beside `db` covers its newest
 /// entry.
 async fn wait_indexed(db: &Path) -> Result<()> {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await
-        .with_context(|| format!("cannot open {}", db.display()))?;
+    let mut conn = open_read(db).await?;
     let mut fts = db.as_os_str().to_owned();
     fts.push("-fts");
     sqlx::query("ATTACH DATABASE ?1 AS fts")

@@ -112,22 +112,14 @@ async fn pages_continue_without_gaps_and_plans_use_indexes() {
     assert_eq!(String::from_utf8_lossy(&out), "a needle in the haystack\n");
 
     // Query plans of the common queries reach entries through an index.
-    let db = c.path("journal-router.db");
-    let of = db.clone();
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        // The full-text index, attached as the server's readers do.
-        .after_connect(move |conn, _| {
-            let db = of.clone();
-            Box::pin(async move { jr_server::db::fts::attach(conn, &db).await })
-        })
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&db)
-                .read_only(true),
-        )
-        .await
-        .expect("open database");
+    // The server's view: read-only, the full-text index attached.
+    let pool = jr_server::db::open::read_pool(
+        &c.path("journal-router.db"),
+        jr_server::config::Synchronous::Normal,
+        1,
+    )
+    .await
+    .expect("open database");
     let plan = |r: LogsRequest| {
         let pool = pool.clone();
         async move {

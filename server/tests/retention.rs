@@ -258,18 +258,7 @@ async fn old_entries_are_deleted_while_ingest_runs() {
 
 /// A read-only connection of the test's own.
 async fn server_read(db: &Path) -> SqlitePool {
-    let of = db.to_owned();
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .after_connect(move |conn, _| {
-            let db = of.clone();
-            Box::pin(async move { jr_server::db::fts::attach(conn, &db).await })
-        })
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(db)
-                .read_only(true),
-        )
+    jr_server::db::open::read_pool(db, jr_server::config::Synchronous::Normal, 1)
         .await
         .expect("open db for reading")
 }

@@ -72,16 +72,36 @@ async fn read(path: &std::path::Path) -> SqlitePool {
         .unwrap()
 }
 
+/// A writer task on the write connection of `write`, with fresh sessions.
+struct Running {
+    handle: WriterHandle,
+    task: tokio::task::JoinHandle<()>,
+    stats: Arc<jr_server::db::writer::Stats>,
+    sessions: Arc<Sessions>,
+}
+
+async fn run_writer(write: sqlx::SqliteConnection, bounds: Bounds) -> Running {
+    let sessions = Arc::new(Sessions::default());
+    let (writer, handle, stats) = Writer::new(write, sessions.clone(), bounds).await.unwrap();
+    Running {
+        handle,
+        task: tokio::spawn(writer.run()),
+        stats,
+        sessions,
+    }
+}
+
 #[tokio::test]
 async fn a_fenced_generation_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     let db = open(&path, Synchronous::Normal).await.unwrap();
-    let sessions = Arc::new(Sessions::default());
-    let (writer, handle, _) = Writer::new(db.write, sessions.clone(), BOUNDS)
-        .await
-        .unwrap();
-    let task = tokio::spawn(writer.run());
+    let Running {
+        handle,
+        task,
+        sessions,
+        ..
+    } = run_writer(db.write, BOUNDS).await;
     let m = machine(1);
     let old = sessions.claim(&m);
     hello(&handle, &m).await;
@@ -113,11 +133,12 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
         .execute(format!("PRAGMA max_page_count = {}", pages + 40).as_str())
         .await
         .unwrap();
-    let sessions = Arc::new(Sessions::default());
-    let (writer, handle, stats) = Writer::new(db.write, sessions.clone(), BOUNDS)
-        .await
-        .unwrap();
-    let task = tokio::spawn(writer.run());
+    let Running {
+        handle,
+        task,
+        stats,
+        sessions,
+    } = run_writer(db.write, BOUNDS).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
     let indexing = tokio::spawn(indexer.run(stats.committed.subscribe(), shutdown.clone()));
@@ -190,18 +211,7 @@ async fn matching(pool: &SqlitePool, words: &str) -> Vec<i64> {
 
 /// A read pool with the full-text index attached, as the server's.
 async fn read_with_index(path: &std::path::Path) -> SqlitePool {
-    let db = path.to_owned();
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .after_connect(move |conn, _| {
-            let db = db.clone();
-            Box::pin(async move { jr_server::db::fts::attach(conn, &db).await })
-        })
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(path)
-                .read_only(true),
-        )
+    jr_server::db::open::read_pool(path, Synchronous::Normal, 1)
         .await
         .unwrap()
 }
@@ -211,16 +221,17 @@ async fn every_stored_message_is_indexed_once_and_deletes_follow() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     let db = open(&path, Synchronous::Normal).await.unwrap();
-    let sessions = Arc::new(Sessions::default());
     // Small groups, so that the batches below span several commits.
     let bounds = Bounds {
         commit_entries: 3,
         ..BOUNDS
     };
-    let (writer, handle, stats) = Writer::new(db.write, sessions.clone(), bounds)
-        .await
-        .unwrap();
-    let task = tokio::spawn(writer.run());
+    let Running {
+        handle,
+        task,
+        stats,
+        sessions,
+    } = run_writer(db.write, bounds).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
     let indexing = tokio::spawn(indexer.run(stats.committed.subscribe(), shutdown.clone()));
@@ -296,11 +307,12 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     let db = open(&path, Synchronous::Normal).await.unwrap();
-    let sessions = Arc::new(Sessions::default());
-    let (writer, handle, _) = Writer::new(db.write, sessions.clone(), BOUNDS)
-        .await
-        .unwrap();
-    let task = tokio::spawn(writer.run());
+    let Running {
+        handle,
+        task,
+        sessions,
+        ..
+    } = run_writer(db.write, BOUNDS).await;
     let a = machine(5);
     let claim = sessions.claim(&a);
     hello(&handle, &a).await;
@@ -383,11 +395,12 @@ async fn batches_larger_than_the_memory_budget_still_go_through() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     let db = open(&path, Synchronous::Normal).await.unwrap();
-    let sessions = Arc::new(Sessions::default());
-    let (writer, handle, _) = Writer::new(db.write, sessions.clone(), BOUNDS)
-        .await
-        .unwrap();
-    let task = tokio::spawn(writer.run());
+    let Running {
+        handle,
+        task,
+        sessions,
+        ..
+    } = run_writer(db.write, BOUNDS).await;
     // Three sessions at once, each with a batch over the writer's 16 MiB
     // budget of queued batches: each waits for the whole budget in turn.
     let mut sent = Vec::new();

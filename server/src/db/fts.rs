@@ -23,10 +23,7 @@
 //! `-fts` file), with progress in the log.
 
 use crate::config::Synchronous;
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnection, SqlitePool};
 use sqlx::{ConnectOptions as _, Executor as _};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -48,7 +45,6 @@ pub const SEARCH_WAIT: Duration = Duration::from_secs(30);
 const WAIT_POLL: Duration = Duration::from_millis(10);
 /// A catch-up longer than this many entries logs its progress.
 const CATCH_UP_REPORT: i64 = 100_000;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `<db>-fts`: the index file that belongs to the database at `db`.
 pub fn path(db: &Path) -> PathBuf {
@@ -110,18 +106,10 @@ pub async fn detach(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
 /// database at `db`, with the database attached as `store`: the
 /// indexer's connection.
 pub async fn open(db: &Path, synchronous: Synchronous) -> Result<SqliteConnection, sqlx::Error> {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path(db))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(match synchronous {
-            Synchronous::Normal => SqliteSynchronous::Normal,
-            Synchronous::Full => SqliteSynchronous::Full,
-        })
-        .busy_timeout(BUSY_TIMEOUT)
+    let mut conn = crate::db::open::options(&path(db), synchronous)
         .auto_vacuum(SqliteAutoVacuum::Incremental)
+        // Half the database's: FTS5 keeps its pending terms in memory.
         .pragma("cache_size", "-8192")
-        .disable_statement_logging()
         .connect()
         .await?;
     sqlx::migrate!("../migrations/fts")

@@ -46,7 +46,8 @@ pub struct Database {
     pub fts: SqliteConnection,
 }
 
-fn options(path: &Path, synchronous: Synchronous) -> SqliteConnectOptions {
+/// How every connection to the database (or its index file) is opened.
+pub(crate) fn options(path: &Path, synchronous: Synchronous) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -100,14 +101,7 @@ pub async fn open(path: &Path, synchronous: Synchronous) -> Result<Database, Ope
     let fts = crate::db::fts::open(path, synchronous)
         .await
         .map_err(open_err)?;
-    let fts_of = path.to_owned();
-    let read = SqlitePoolOptions::new()
-        .max_connections(READ_POOL_SIZE)
-        .after_connect(move |conn, _| {
-            let db = fts_of.clone();
-            Box::pin(async move { crate::db::fts::attach(conn, &db).await })
-        })
-        .connect_with(options(path, synchronous).read_only(true))
+    let read = read_pool(path, synchronous, READ_POOL_SIZE)
         .await
         .map_err(open_err)?;
     let checkpoint = options(path, synchronous)
@@ -120,4 +114,23 @@ pub async fn open(path: &Path, synchronous: Synchronous) -> Result<Database, Ope
         checkpoint,
         fts,
     })
+}
+
+/// `connections` read-only connections to the database at `path`, each
+/// with the full-text index attached as `fts`: the server's read pool, and
+/// the same view for tools and tests.
+pub async fn read_pool(
+    path: &Path,
+    synchronous: Synchronous,
+    connections: u32,
+) -> Result<SqlitePool, sqlx::Error> {
+    let db = path.to_owned();
+    SqlitePoolOptions::new()
+        .max_connections(connections)
+        .after_connect(move |conn, _| {
+            let db = db.clone();
+            Box::pin(async move { crate::db::fts::attach(conn, &db).await })
+        })
+        .connect_with(options(path, synchronous).read_only(true))
+        .await
 }
