@@ -5,90 +5,26 @@
 mod common;
 
 use common::*;
-use jr_proto::v1::query_client::QueryClient;
-use jr_proto::v1::{Entry, HostsRequest, LogsRequest};
-use jr_server::db::retention::RetentionStats;
-use jr_server::{Server, ServerConfig, ServerError};
+use jr_proto::v1::{Entry, HostsRequest};
+use jr_server::ServerConfig;
 use sqlx::SqlitePool;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const DAY_USEC: u64 = 86_400_000_000;
 /// Polls of a condition, `POLL` apart, before a test gives up.
 const TRIES: usize = 400;
 const POLL: Duration = Duration::from_millis(50);
 
-/// A server whose retention counters the test can read.
-struct Running {
-    addr: SocketAddr,
-    stats: Arc<RetentionStats>,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), ServerError>>,
-}
-
-impl Running {
-    async fn start(config: ServerConfig) -> Running {
-        let server = Server::bind(config).await.expect("bind");
-        let addr = server.local_addr();
-        let stats = server.retention_stats();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server.serve(shutdown.clone()));
-        Running {
-            addr,
-            stats,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("server stops in time")
-            .expect("server task")
-            .expect("server ran cleanly");
-    }
-
-    async fn query(&self) -> QueryClient<tonic::transport::Channel> {
-        QueryClient::connect(format!("http://{}", self.addr))
-            .await
-            .expect("query connects")
-    }
-
-    /// Entries whose MESSAGE holds `word`, through the query service's
-    /// full-text search.
-    async fn search(&self, word: &str) -> usize {
-        let mut stream = self
-            .query()
-            .await
-            .logs(LogsRequest {
-                search: word.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("logs")
-            .into_inner();
-        let mut n = 0;
-        while let Some(page) = stream.message().await.expect("logs page") {
-            n += page.entries.len();
-        }
-        n
-    }
-
-    /// Waits until the next retention pass has completed.
-    async fn next_pass(&self) {
-        let seen = self.stats.passes.load(Ordering::Relaxed);
-        poll("a retention pass", || async {
-            self.stats.passes.load(Ordering::Relaxed) > seen
-        })
-        .await;
-    }
+/// Waits until the next retention pass of `server` has completed.
+async fn next_pass(server: &TestServer) {
+    let seen = server.retention.passes.load(Ordering::Relaxed);
+    poll("a retention pass", || async {
+        server.retention.passes.load(Ordering::Relaxed) > seen
+    })
+    .await;
 }
 
 async fn poll<F, Fut>(what: &str, mut ok: F)
@@ -114,23 +50,16 @@ fn now_usec() -> u64 {
 
 /// Entry `seqnum` of the test journal, stamped `realtime`.
 fn entry_at(seqnum: u64, realtime: u64, unit: &str, message: &str) -> Entry {
-    let monotonic = 5_000_000 + seqnum;
-    Entry {
-        cursor: cursor(
-            seqnum,
-            realtime,
-            monotonic,
-            seqnum.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        ),
-        realtime_usec: realtime,
-        monotonic_usec: monotonic,
-        fields: vec![
+    entry_with(
+        seqnum,
+        realtime,
+        vec![
             field("_SYSTEMD_UNIT", unit.as_bytes()),
             field("PRIORITY", b"6"),
             field("SYSLOG_IDENTIFIER", b"test"),
             field("MESSAGE", message.as_bytes()),
         ],
-    }
+    )
 }
 
 /// Main file, write-ahead log and the full-text index's files, as on disk.
@@ -147,7 +76,7 @@ async fn scalar(pool: &SqlitePool, sql: &str) -> i64 {
 
 /// `hosts.entries` (what `jrctl hosts` shows) and the per-unit counts
 /// agree with the rows that are left.
-async fn assert_counts_agree(server: &Running, pool: &SqlitePool) {
+async fn assert_counts_agree(server: &TestServer, pool: &SqlitePool) {
     let rows = scalar(pool, "SELECT COUNT(*) FROM entries").await;
     let hosts = server
         .query()
@@ -179,7 +108,7 @@ fn retention_config(db: &Path) -> ServerConfig {
 async fn old_entries_are_deleted_while_ingest_runs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
-    let server = Running::start(ServerConfig {
+    let server = TestServer::start(ServerConfig {
         retention: Some(Duration::from_secs(30 * 86_400)),
         ..retention_config(&db)
     })
@@ -210,7 +139,7 @@ async fn old_entries_are_deleted_while_ingest_runs() {
         let sent = entries.len() as u64;
         prev = agent.batch(batch, &prev, entries).await;
         assert_eq!(agent.ack().await.stored, sent, "every batch is stored");
-        if server.stats.deleted_by_age.load(Ordering::Relaxed) > 0 {
+        if server.retention.deleted_by_age.load(Ordering::Relaxed) > 0 {
             batches_after_first_delete += 1;
             if batches_after_first_delete == 5 {
                 break;
@@ -222,9 +151,9 @@ async fn old_entries_are_deleted_while_ingest_runs() {
         "retention deleted while ingest ran"
     );
 
-    let pool = server_read(&db).await;
+    let pool = read_pool(&db).await;
     poll("every old entry deleted", || async {
-        server.stats.deleted_by_age.load(Ordering::Relaxed) == old
+        server.retention.deleted_by_age.load(Ordering::Relaxed) == old
     })
     .await;
     let cutoff = (now_usec() - 30 * DAY_USEC) as i64;
@@ -254,13 +183,6 @@ async fn old_entries_are_deleted_while_ingest_runs() {
     .unwrap();
     assert_eq!(fts_old, 0, "the index holds no deleted rows");
     server.stop().await;
-}
-
-/// A read-only connection of the test's own.
-async fn server_read(db: &Path) -> SqlitePool {
-    jr_server::db::open::read_pool(db, jr_server::config::Synchronous::Normal, 1)
-        .await
-        .expect("open db for reading")
 }
 
 /// Words for messages, so that the full-text index has real work.
@@ -353,25 +275,25 @@ impl Shipper {
 /// `pace` (about 1 MiB/s stored with 100 entries every 100 ms), sampling
 /// the database's size on disk after each ack; returns the largest sample.
 async fn ship_and_sample(
-    server: &Running,
+    server: &TestServer,
     shipper: &mut Shipper,
     db: &Path,
     batches: usize,
     pace: Duration,
 ) -> u64 {
-    let deleted = server.stats.deleted_by_size.load(Ordering::Relaxed);
+    let deleted = server.retention.deleted_by_size.load(Ordering::Relaxed);
     for _ in 0..2000 {
-        if server.stats.deleted_by_size.load(Ordering::Relaxed) > deleted {
+        if server.retention.deleted_by_size.load(Ordering::Relaxed) > deleted {
             break;
         }
         shipper.ship().await;
     }
     assert!(
-        server.stats.deleted_by_size.load(Ordering::Relaxed) > deleted,
+        server.retention.deleted_by_size.load(Ordering::Relaxed) > deleted,
         "retention deleted by size"
     );
     // Sizes count once retention has caught up with the burst.
-    server.next_pass().await;
+    next_pass(server).await;
     let mut largest = 0;
     let mut tick = tokio::time::interval(pace);
     for _ in 0..batches {
@@ -413,29 +335,29 @@ async fn size_limit_holds_while_ingest_runs_and_after_restart() {
         commit_entries: 128,
         ..retention_config(&db)
     };
-    let server = Running::start(config.clone()).await;
+    let server = TestServer::start(config.clone()).await;
     let mut shipper = Shipper::connect(server.addr).await;
     let started = Instant::now();
     let largest = ship_and_sample(&server, &mut shipper, &db, 100, PACE).await;
     let took = started.elapsed();
-    let deleted = server.stats.deleted_by_size.load(Ordering::Relaxed);
+    let deleted = server.retention.deleted_by_size.load(Ordering::Relaxed);
     println!(
         "shipped {} entries in {took:?}; deleted {deleted}; largest size on disk {largest} \
          ({:.1}% of the limit); slowest ack {:?}; freed {} bytes",
         shipper.seq,
         largest as f64 * 100.0 / LIMIT as f64,
         shipper.slowest_ack,
-        server.stats.bytes_freed.load(Ordering::Relaxed),
+        server.retention.bytes_freed.load(Ordering::Relaxed),
     );
     assert!(deleted > 0, "retention deleted by size");
     assert!(largest <= ALLOWED, "{largest} bytes on disk, limit {LIMIT}");
     assert!(
-        server.stats.bytes_freed.load(Ordering::Relaxed) > 0,
+        server.retention.bytes_freed.load(Ordering::Relaxed) > 0,
         "the incremental vacuum gave pages back"
     );
 
-    server.next_pass().await;
-    server.next_pass().await;
+    next_pass(&server).await;
+    next_pass(&server).await;
     let after = on_disk(&db);
     assert!(after <= LIMIT, "{after} bytes after a pass, limit {LIMIT}");
     assert!(
@@ -443,7 +365,7 @@ async fn size_limit_holds_while_ingest_runs_and_after_restart() {
         "{after} bytes: retention deleted far too much"
     );
 
-    let pool = server_read(&db).await;
+    let pool = read_pool(&db).await;
     let kept = count(&pool).await as u64;
     assert!(kept > 0 && kept < shipper.seq);
     assert_counts_agree(&server, &pool).await;
@@ -463,7 +385,7 @@ async fn size_limit_holds_while_ingest_runs_and_after_restart() {
 
     // After a restart the limit still holds and the agent goes on where
     // it was.
-    let server = Running::start(config).await;
+    let server = TestServer::start(config).await;
     let mut shipper = Shipper::connect(server.addr).await;
     let before = shipper.seq;
     assert!(before > 0, "the server remembers the cursor");
@@ -500,21 +422,21 @@ async fn database_without_incremental_vacuum_is_converted_for_a_size_limit() {
         pool.close().await;
     }
     let mode = |db: PathBuf| async move {
-        let pool = server_read(&db).await;
+        let pool = read_pool(&db).await;
         let mode = scalar(&pool, "PRAGMA auto_vacuum").await;
         pool.close().await;
         mode
     };
     // Without a size limit the database is left as it is.
-    let server = Running::start(retention_config(&db)).await;
+    let server = TestServer::start(retention_config(&db)).await;
     server.stop().await;
     assert_eq!(mode(db.clone()).await, 0);
-    let server = Running::start(ServerConfig {
+    let server = TestServer::start(ServerConfig {
         max_db_size: Some(64 << 20),
         ..retention_config(&db)
     })
     .await;
-    server.next_pass().await;
+    next_pass(&server).await;
     server.stop().await;
     assert_eq!(mode(db.clone()).await, 2, "INCREMENTAL after conversion");
 }
@@ -523,8 +445,8 @@ async fn database_without_incremental_vacuum_is_converted_for_a_size_limit() {
 async fn a_new_database_uses_incremental_vacuum() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
-    let server = Running::start(config(&db)).await;
-    let pool = server_read(&db).await;
+    let server = TestServer::start(config(&db)).await;
+    let pool = read_pool(&db).await;
     assert_eq!(scalar(&pool, "PRAGMA auto_vacuum").await, 2);
     pool.close().await;
     server.stop().await;

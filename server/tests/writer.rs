@@ -66,12 +66,6 @@ async fn commit(
     tokio::time::timeout(WAIT, rx).await.unwrap().unwrap()
 }
 
-async fn read(path: &std::path::Path) -> SqlitePool {
-    SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.display()))
-        .await
-        .unwrap()
-}
-
 /// A writer task on the write connection of `write`, with fresh sessions.
 struct Running {
     handle: WriterHandle,
@@ -115,7 +109,7 @@ async fn a_fenced_generation_is_refused() {
     );
     drop(handle);
     task.await.unwrap();
-    assert_eq!(count(&read(&path).await).await, 2);
+    assert_eq!(count(&read_pool(&path).await).await, 2);
 }
 
 #[tokio::test]
@@ -175,7 +169,7 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
     drop(handle);
     task.await.unwrap();
 
-    let pool = read_with_index(&path).await;
+    let pool = read_pool(&path).await;
     assert_eq!(count(&pool).await, 2);
     // The rolled-back group left nothing in the full-text index either.
     let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 2))
@@ -207,13 +201,6 @@ async fn matching(pool: &SqlitePool, words: &str) -> Vec<i64> {
     .fetch_all(pool)
     .await
     .unwrap()
-}
-
-/// A read pool with the full-text index attached, as the server's.
-async fn read_with_index(path: &std::path::Path) -> SqlitePool {
-    jr_server::db::open::read_pool(path, Synchronous::Normal, 1)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -258,7 +245,7 @@ async fn every_stored_message_is_indexed_once_and_deletes_follow() {
     drop(handle);
     task.await.unwrap();
 
-    let pool = read_with_index(&path).await;
+    let pool = read_pool(&path).await;
     assert_eq!(count(&pool).await, 28);
     // The index reaches the newest entry on its own, after the commits.
     let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 28))
@@ -341,7 +328,7 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
     let (_never, commits) = tokio::sync::watch::channel(0);
     let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
     let indexing = tokio::spawn(indexer.run(commits, shutdown.clone()));
-    let pool = read_with_index(&path).await;
+    let pool = read_pool(&path).await;
     let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 40))
         .await
         .unwrap()
@@ -369,7 +356,7 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (_never, commits) = tokio::sync::watch::channel(0);
     let indexing = tokio::spawn(indexer.run(commits, shutdown.clone()));
-    let pool = read_with_index(&path).await;
+    let pool = read_pool(&path).await;
     let upto = tokio::time::timeout(WAIT, async {
         loop {
             let upto = jr_server::db::fts::indexed(&pool).await.unwrap();
@@ -430,5 +417,5 @@ async fn batches_larger_than_the_memory_budget_still_go_through() {
     }
     drop(handle);
     task.await.unwrap();
-    assert_eq!(count(&read(&path).await).await, 15);
+    assert_eq!(count(&read_pool(&path).await).await, 15);
 }

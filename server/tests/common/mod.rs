@@ -5,13 +5,18 @@
 
 use bytes::Bytes;
 use jr_proto::v1::ingest_client::IngestClient;
+use jr_proto::v1::query_client::QueryClient;
 use jr_proto::v1::ship_request::Kind as In;
 use jr_proto::v1::ship_response::Kind as Out;
-use jr_proto::v1::{Ack, Batch, Entry, Field, Hello, ShipRequest, ShipResponse, Welcome};
+use jr_proto::v1::{
+    Ack, Batch, Entry, Field, Hello, LogsRequest, ShipRequest, ShipResponse, Welcome,
+};
+use jr_server::db::retention::RetentionStats;
 use jr_server::{Server, ServerConfig, ServerError};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -40,6 +45,8 @@ pub fn config(db: &Path) -> ServerConfig {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub db: PathBuf,
+    /// What retention has done (passes, deletions).
+    pub retention: Arc<RetentionStats>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -49,11 +56,13 @@ impl TestServer {
         let db = config.db.clone();
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr();
+        let retention = server.retention_stats();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.serve(shutdown.clone()));
         TestServer {
             addr,
             db,
+            retention,
             shutdown,
             task,
         }
@@ -73,18 +82,45 @@ impl TestServer {
         Agent::connect(self.addr).await
     }
 
-    /// A read-only view of the database.
+    /// A read-only view of the database, the server's (the full-text
+    /// index attached as `fts`).
     pub async fn read(&self) -> SqlitePool {
-        SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(&self.db)
-                    .read_only(true),
-            )
-            .await
-            .expect("open db for reading")
+        read_pool(&self.db).await
     }
+
+    pub async fn query(&self) -> QueryClient<tonic::transport::Channel> {
+        QueryClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("query connects")
+    }
+
+    /// Entries whose MESSAGE holds `word`, through the query service's
+    /// full-text search.
+    pub async fn search(&self, word: &str) -> usize {
+        let mut stream = self
+            .query()
+            .await
+            .logs(LogsRequest {
+                search: word.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("logs")
+            .into_inner();
+        let mut n = 0;
+        while let Some(page) = stream.message().await.expect("logs page") {
+            n += page.entries.len();
+        }
+        n
+    }
+}
+
+/// A read-only view of the database at `db`, as the server's readers have
+/// it (the full-text index attached as `fts`).
+pub async fn read_pool(db: &Path) -> SqlitePool {
+    jr_server::db::open::read_pool(db, jr_server::config::Synchronous::Normal, 1)
+        .await
+        .expect("open db for reading")
 }
 
 pub async fn count(pool: &SqlitePool) -> i64 {
@@ -185,9 +221,8 @@ pub fn cursor(seqnum: u64, realtime: u64, monotonic: u64, xor: u64) -> String {
     format!("s={SEQNUM_ID};i={seqnum:x};b={BOOT};m={monotonic:x};t={realtime:x};x={xor:x}")
 }
 
-/// A plain entry: unit `test-N.service`, message `message N`.
-pub fn entry(seqnum: u64) -> Entry {
-    let realtime = 1_700_000_000_000_000 + seqnum * 1000;
+/// Entry `seqnum` of the test journal, stamped `realtime`, with `fields`.
+pub fn entry_with(seqnum: u64, realtime: u64, fields: Vec<Field>) -> Entry {
     let monotonic = 5_000_000 + seqnum;
     Entry {
         cursor: cursor(
@@ -198,7 +233,16 @@ pub fn entry(seqnum: u64) -> Entry {
         ),
         realtime_usec: realtime,
         monotonic_usec: monotonic,
-        fields: vec![
+        fields,
+    }
+}
+
+/// A plain entry: unit `test-N.service`, message `message N`.
+pub fn entry(seqnum: u64) -> Entry {
+    entry_with(
+        seqnum,
+        1_700_000_000_000_000 + seqnum * 1000,
+        vec![
             field(
                 "_SYSTEMD_UNIT",
                 format!("test-{}.service", seqnum % 3).as_bytes(),
@@ -208,7 +252,7 @@ pub fn entry(seqnum: u64) -> Entry {
             field("_PID", b"42"),
             field("MESSAGE", format!("message {seqnum}").as_bytes()),
         ],
-    }
+    )
 }
 
 pub fn entries(range: std::ops::Range<u64>) -> Vec<Entry> {
