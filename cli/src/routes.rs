@@ -66,13 +66,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match args.command.unwrap_or(RoutesCommand::List) {
         RoutesCommand::List => {
-            let routes = connect(server, creds)
-                .await?
-                .list_routes(ListRoutesRequest {})
-                .await?
-                .into_inner()
-                .routes;
-            print!("{}", render(&routes));
+            print!("{}", render(&list(server, creds).await?));
             Ok(())
         }
         RoutesCommand::Replay { name, since, until } => {
@@ -98,14 +92,21 @@ pub async fn run(
 
 /// The routes part of `jrctl stats`: each route's forwarding position.
 pub async fn stats(server: &str, creds: &crate::client::ConnectArgs) -> anyhow::Result<()> {
-    let routes = connect(server, creds)
+    print!("{}", positions(&list(server, creds).await?));
+    Ok(())
+}
+
+/// Every route the server forwards by, with its state.
+async fn list(
+    server: &str,
+    creds: &crate::client::ConnectArgs,
+) -> anyhow::Result<Vec<RouteStatus>> {
+    Ok(connect(server, creds)
         .await?
         .list_routes(ListRoutesRequest {})
         .await?
         .into_inner()
-        .routes;
-    print!("{}", positions(&routes));
-    Ok(())
+        .routes)
 }
 
 /// One line per route: position, what is still to send, what was sent.

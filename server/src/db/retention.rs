@@ -465,13 +465,16 @@ pub fn wal_budget(limit: u64) -> u64 {
     (limit / 32).clamp(256 << 10, 64 << 20)
 }
 
-/// The database's size as retention sees it.
+/// The database's size as retention sees it: the database file and its
+/// full-text index file as one (see [`Size::read`]), and both logs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Size {
     pub page_size: u64,
+    /// Pages of the database file plus the index file's, in database pages.
     pub page_count: u64,
+    /// Free pages of the database file.
     pub freelist: u64,
-    /// Bytes of the write-ahead log file.
+    /// Bytes of the two write-ahead log files.
     pub wal: u64,
     /// The log's largest size within the last [`WAL_PEAK_MEMORY`].
     pub wal_peak: u64,
@@ -503,17 +506,18 @@ impl Size {
         })
     }
 
-    /// Bytes of the main file.
+    /// Bytes of the database and index files.
     pub fn main_file(&self) -> u64 {
         self.page_count * self.page_size
     }
 
-    /// Bytes of the main file that hold data (free pages excluded).
+    /// Bytes of those files that hold data (the database's free pages
+    /// excluded).
     pub fn main_used(&self) -> u64 {
         self.page_count.saturating_sub(self.freelist) * self.page_size
     }
 
-    /// Main file plus log, as on disk.
+    /// Files plus logs, as on disk.
     pub fn on_disk(&self) -> u64 {
         self.main_file() + self.wal
     }
@@ -525,7 +529,8 @@ pub struct Retention {
     maintenance: Maintenance,
     /// The server's read pool: measuring and finding what to delete.
     read: SqlitePool,
-    /// The database file (its `-wal` file is measured beside it).
+    /// The database file (its `-wal`, and the index's `-fts-wal`, are
+    /// measured beside it).
     db_path: PathBuf,
     stats: Arc<RetentionStats>,
     /// The writer's newest committed id: with a size limit, every commit
