@@ -154,6 +154,9 @@ pub async fn wait_indexed(pool: &SqlitePool, id: i64) -> Result<i64, sqlx::Error
 pub struct Indexer {
     conn: SqliteConnection,
     upto: i64,
+    /// The newest entry id when the indexer was made; later commits are
+    /// announced on the watch [`Indexer::run`] gets.
+    newest: i64,
     /// Give the pages FTS5's merges free back to the file system after
     /// each transaction (with `--max-db-size`: free pages count on disk).
     vacuum: bool,
@@ -184,6 +187,7 @@ impl Indexer {
         Ok(Indexer {
             conn,
             upto,
+            newest,
             vacuum: false,
         })
     }
@@ -198,13 +202,7 @@ impl Indexer {
     /// `commits`, until `shutdown`. What is left at shutdown is indexed
     /// at the next start.
     pub async fn run(mut self, mut commits: watch::Receiver<i64>, shutdown: CancellationToken) {
-        let mut target = match newest(&mut self.conn).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "full-text index: cannot read the newest entry id");
-                0
-            }
-        };
+        let mut target = self.newest;
         loop {
             target = target.max(*commits.borrow_and_update());
             self.catch_up(target, &shutdown).await;
