@@ -10,7 +10,7 @@
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::db::open::{open, Database, OpenError};
-use crate::db::retention::{Policy, Retention};
+use crate::db::retention::{index_log_budget, Policy, Retention};
 use crate::db::writer::{Bounds, Stats, Writer};
 use crate::grpc::{router, GrpcContext};
 use crate::ingest::{IngestService, Limits};
@@ -159,7 +159,9 @@ impl Server {
         let indexer = crate::db::fts::Indexer::new(db.fts)
             .await
             .map_err(ServerError::Load)?
-            .vacuuming(config.max_db_size.is_some());
+            .bounded(config.max_db_size.map(index_log_budget))
+            .await
+            .map_err(ServerError::Load)?;
         tasks.spawn(indexer.run(stats.committed.subscribe(), shutdown.clone()));
         let limits = Limits {
             max_message_bytes: config.max_message_bytes,

@@ -39,6 +39,9 @@ const CHUNK: i64 = 8192;
 /// 4): less merge work per indexed entry for a few more segments to read
 /// per search.
 const AUTOMERGE: i64 = 8;
+/// FTS5's page size (its `pgsz` option's default), to turn a log budget
+/// into pages of merge work.
+const FTS_PAGE: u64 = 4050;
 /// How long a search waits for the index to reach the entries it reads.
 pub const SEARCH_WAIT: Duration = Duration::from_secs(30);
 /// Between two looks at the index position while a search waits.
@@ -157,9 +160,9 @@ pub struct Indexer {
     /// The newest entry id when the indexer was made; later commits are
     /// announced on the watch [`Indexer::run`] gets.
     newest: i64,
-    /// Give the pages FTS5's merges free back to the file system after
-    /// each transaction (with `--max-db-size`: free pages count on disk).
-    vacuum: bool,
+    /// With `--max-db-size`: the pages of merge work per transaction (see
+    /// [`Indexer::bounded`]).
+    merge_pages: Option<i64>,
 }
 
 impl Indexer {
@@ -188,14 +191,40 @@ impl Indexer {
             conn,
             upto,
             newest,
-            vacuum: false,
+            merge_pages: None,
         })
     }
 
-    /// Keeps the file free of free pages (see [`Indexer::vacuum`]).
-    pub fn vacuuming(mut self, vacuum: bool) -> Indexer {
-        self.vacuum = vacuum;
-        self
+    /// Keeps the index's transactions within `log_budget` bytes of
+    /// write-ahead log and its file free of free pages, for a server with
+    /// `--max-db-size`, where both count on disk.
+    ///
+    /// FTS5's automatic merging does merge work in the transaction that
+    /// added the rows, in proportion to the rows and to the number of
+    /// segment levels: a transaction could write several times its own
+    /// size to the log. Here automatic merging is off and the same merges
+    /// run afterwards, in steps of at most `log_budget` bytes, each its own
+    /// transaction; freed pages go back to the file system after each.
+    pub async fn bounded(mut self, log_budget: Option<u64>) -> Result<Indexer, sqlx::Error> {
+        let Some(budget) = log_budget else {
+            return Ok(self);
+        };
+        // Half the budget: a step also rewrites the index's structure
+        // record and b-tree interior pages.
+        let pages = i64::try_from(budget / FTS_PAGE / 2)
+            .unwrap_or(i64::MAX)
+            .max(8);
+        // Both are stored in the index file; [`open`] sets automerge again
+        // for a server without the limit.
+        sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('automerge', 0)")
+            .execute(&mut self.conn)
+            .await?;
+        sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('usermerge', ?1)")
+            .bind(AUTOMERGE)
+            .execute(&mut self.conn)
+            .await?;
+        self.merge_pages = Some(pages);
+        Ok(self)
     }
 
     /// Indexes what is committed and then every commit announced on
@@ -286,10 +315,34 @@ impl Indexer {
             }
             return Err(e);
         }
-        if self.vacuum {
-            self.conn.execute("PRAGMA incremental_vacuum").await?;
+        if let Some(pages) = self.merge_pages {
+            self.merge(pages).await?;
         }
         Ok(())
+    }
+
+    /// Runs the merges that are due (levels with `usermerge` segments, or
+    /// a merge under way) in steps of `pages`, each step a transaction of
+    /// its own, giving freed pages back after each.
+    async fn merge(&mut self, pages: i64) -> Result<(), sqlx::Error> {
+        loop {
+            // FTS5's documented way to tell whether a merge step did work:
+            // total_changes() grows by at least 2.
+            let before: i64 = sqlx::query_scalar("SELECT total_changes()")
+                .fetch_one(&mut self.conn)
+                .await?;
+            sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('merge', ?1)")
+                .bind(pages)
+                .execute(&mut self.conn)
+                .await?;
+            let after: i64 = sqlx::query_scalar("SELECT total_changes()")
+                .fetch_one(&mut self.conn)
+                .await?;
+            self.conn.execute("PRAGMA incremental_vacuum").await?;
+            if after - before < 2 {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -409,9 +409,7 @@ pub async fn prepare(
     let Some(limit) = policy.max_db_size else {
         return Ok(());
     };
-    // The index's log is the smaller: its transactions are bounded by
-    // the indexer's chunks.
-    bound_log(fts, wal_budget(limit) / 2).await?;
+    bound_log(fts, index_log_budget(limit)).await?;
     let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
         .fetch_one(&mut *conn)
         .await?;
@@ -463,6 +461,13 @@ async fn bound_log(conn: &mut SqliteConnection, budget: u64) -> Result<(), sqlx:
 /// [`HIGH_WATER`] and [`LOW_WATER`] and by [`CHUNK_ROWS`].
 pub fn wal_budget(limit: u64) -> u64 {
     (limit / 32).clamp(256 << 10, 64 << 20)
+}
+
+/// How large the full-text index's write-ahead log should stay with a
+/// size limit of `limit`: half the database's, since the indexer bounds
+/// its transactions to it (see [`crate::db::fts::Indexer::bounded`]).
+pub fn index_log_budget(limit: u64) -> u64 {
+    wal_budget(limit) / 2
 }
 
 /// The database's size as retention sees it: the database file and its
