@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("journal_router_descriptor.bin"))
-        .bytes(".journal_router.v1.Field.value")
+        .bytes(".journal_router.v1.Field")
         .compile_protos(&protos, &["proto"])?;
     Ok(())
 }

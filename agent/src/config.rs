@@ -77,7 +77,7 @@ impl<'de> Deserialize<'de> for StartPosition {
     }
 }
 
-/// Compression of the gRPC stream, both directions.
+/// How batches are compressed (see `AgentConfig::compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -213,7 +213,10 @@ pub struct AgentConfig {
     #[arg(long, env = "JR_JOURNALCTL", default_value = "journalctl")]
     pub journalctl: PathBuf,
 
-    /// Compression of the gRPC stream.
+    /// How batches are compressed: zstd packs each batch's entries (one
+    /// compression context for the whole session; to an older server that
+    /// does not take packed batches, the gRPC stream is zstd-compressed
+    /// instead), gzip compresses the gRPC stream, none sends them plain.
     #[arg(long, env = "JR_COMPRESSION", value_enum, default_value_t = Compression::Zstd)]
     pub compression: Compression,
 

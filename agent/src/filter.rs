@@ -172,7 +172,7 @@ mod tests {
             fields: fields
                 .iter()
                 .map(|(n, v)| Field {
-                    name: (*n).into(),
+                    name: (*n).to_owned().into(),
                     value: bytes::Bytes::copy_from_slice(v),
                 })
                 .collect(),

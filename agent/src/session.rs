@@ -27,6 +27,8 @@ use jr_proto::v1::ingest_server::SERVICE_NAME;
 use jr_proto::v1::{ship_request, ship_response, Hello, ShipRequest, ShipResponse, Welcome};
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
@@ -98,6 +100,9 @@ pub struct Context {
     pub head: Arc<HeadGauge>,
     /// When the agent started; `--start 1h` counts back from here.
     pub started_at: SystemTime,
+    /// The server did not take packed batches: later sessions of this
+    /// process compress the stream from the start.
+    pub server_unpacked: AtomicBool,
 }
 
 /// What the caller learns from a session, error or not.
@@ -154,35 +159,19 @@ fn start_from(
     Ok((at, Origin::StartFlag))
 }
 
-/// Runs one session. `use_state_file` is false once the state file's
-/// cursor proved unusable.
-pub async fn run(
+/// Opens the Ship stream on `channel`, sends Hello and waits for the
+/// Welcome; `None` when shut down meanwhile.
+async fn open_stream(
     ctx: &Context,
     shutdown: &CancellationToken,
-    use_state_file: bool,
-    outcome: &mut Outcome,
-) -> Result<SessionEnd, SessionError> {
+    channel: tonic::transport::Channel,
+    encoding: Option<CompressionEncoding>,
+) -> Result<Option<(mpsc::Sender<Frame>, Streaming<ShipResponse>, Welcome)>, SessionError> {
     let cfg = &ctx.config;
-    let auth = crate::channel::ClientAuth::of(cfg);
-    let bearer = auth.bearer()?;
-    let endpoint = auth
-        .endpoint(&cfg.server)?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20));
-    let channel = tokio::select! {
-        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
-        c = endpoint.connect() => c.map_err(|source| SessionError::Connect { server: cfg.server.clone(), source })?,
-    };
+    let bearer = crate::channel::ClientAuth::of(cfg).bearer()?;
     // The generated client's call with a codec that writes pre-encoded
     // requests (see `wire`).
     let mut client = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_DECODING);
-    let encoding = match cfg.compression {
-        Compression::Gzip => Some(CompressionEncoding::Gzip),
-        Compression::Zstd => Some(CompressionEncoding::Zstd),
-        Compression::None => None,
-    };
     // Only requests are compressed: acknowledgements are a few bytes, and
     // accepting compressed responses would have the server compress each
     // one and this side set up a decompression context (megabytes of
@@ -224,11 +213,11 @@ pub async fn run(
             .await
     });
     let mut inbound = tokio::select! {
-        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        () = shutdown.cancelled() => return Ok(None),
         r = call => r.map_err(|_| SessionError::Timeout("response"))??.into_inner(),
     };
     let first = tokio::select! {
-        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        () = shutdown.cancelled() => return Ok(None),
         m = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()) => m.map_err(|_| SessionError::Timeout("welcome"))??,
     };
     let welcome = match first {
@@ -242,6 +231,58 @@ pub async fn run(
         }
         None => return Err(SessionError::ServerClosed),
     };
+    Ok(Some((requests, inbound, welcome)))
+}
+
+/// Runs one session. `use_state_file` is false once the state file's
+/// cursor proved unusable.
+pub async fn run(
+    ctx: &Context,
+    shutdown: &CancellationToken,
+    use_state_file: bool,
+    outcome: &mut Outcome,
+) -> Result<SessionEnd, SessionError> {
+    let cfg = &ctx.config;
+    let auth = crate::channel::ClientAuth::of(cfg);
+    let endpoint = auth
+        .endpoint(&cfg.server)?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let channel = tokio::select! {
+        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        c = endpoint.connect() => c.map_err(|source| SessionError::Connect { server: cfg.server.clone(), source })?,
+    };
+    // zstd batches are packed (see `batch`) on an uncompressed stream when
+    // the server takes them; an older server gets a compressed stream.
+    let packing = cfg.compression == Compression::Zstd && !ctx.server_unpacked.load(Relaxed);
+    let encoding = match cfg.compression {
+        Compression::Gzip => Some(CompressionEncoding::Gzip),
+        Compression::Zstd if !packing => Some(CompressionEncoding::Zstd),
+        Compression::Zstd | Compression::None => None,
+    };
+    let Some((mut requests, mut inbound, mut welcome)) =
+        open_stream(ctx, shutdown, channel.clone(), encoding).await?
+    else {
+        return Ok(SessionEnd::Shutdown);
+    };
+    if packing && !welcome.packed_entries {
+        ctx.server_unpacked.store(true, Relaxed);
+        tracing::warn!(
+            server = %cfg.server,
+            "the server does not take packed batches (an older jr-server): \
+             compressing the stream instead"
+        );
+        drop((requests, inbound));
+        let Some(again) =
+            open_stream(ctx, shutdown, channel, Some(CompressionEncoding::Zstd)).await?
+        else {
+            return Ok(SessionEnd::Shutdown);
+        };
+        (requests, inbound, welcome) = again;
+    }
+    let packing = packing && welcome.packed_entries;
 
     let _connected = ctx.metrics.connected();
     outcome.connected = true;
@@ -291,12 +332,17 @@ pub async fn run(
     outcome.reader_started = true;
     let (events, reader_guard) = reader.into_parts();
     let (batch_tx, batches) = mpsc::channel::<BatcherItem>(1);
-    let batcher = Batcher::new(
+    let mut batcher = Batcher::new(
         limits,
         ctx.validated.filter.clone(),
         welcome.cursor.clone(),
         ctx.metrics.clone(),
     );
+    if packing {
+        batcher = batcher
+            .packing()
+            .map_err(|e| SessionError::Protocol(format!("cannot set up batch compression: {e}")))?;
+    }
     let batcher_task = AbortOnDropHandle::new(tokio::spawn(batch::run(events, batch_tx, batcher)));
     let (heads, head_task) = head::spawn(
         ctx.validated.source.clone(),

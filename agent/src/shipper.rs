@@ -17,6 +17,7 @@ use crate::outage::OutageLog;
 use crate::reader::ReaderError;
 use crate::session::{self, Context, Origin, Outcome, SessionEnd, SessionError};
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -86,6 +87,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         metrics: metrics.clone(),
         head,
         started_at: SystemTime::now(),
+        server_unpacked: AtomicBool::new(false),
     };
     let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX)?;
     let mut outage = OutageLog::default();

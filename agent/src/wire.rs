@@ -144,6 +144,7 @@ mod tests {
             last_cursor: "c3".into(),
             entries: Vec::new(),
             gap_entries: 2,
+            packed_entries: Vec::new(),
             head: Some(Head {
                 cursor: "c9".into(),
                 ..Default::default()

@@ -117,7 +117,7 @@ async fn reads_real_journal_byte_exact() {
         let c: Cursor = e.cursor.parse().expect("journalctl's cursor parses");
         assert_eq!(c.realtime_usec, e.realtime_usec);
         assert!(
-            e.fields.iter().all(|f| !f.name.starts_with("__")),
+            e.fields.iter().all(|f| !f.name.starts_with(b"__")),
             "address fields stripped"
         );
         assert_eq!(values(e, "_MACHINE_ID"), [MACHINE_ID.as_bytes()]);

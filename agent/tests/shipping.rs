@@ -1,7 +1,8 @@
 //! `jr_agent::run` against an in-process ingest service on 127.0.0.1:0
 //! that keeps entries and cursors in memory and checks batch chaining the
 //! way jr-server does. It can fail a stream on purpose to exercise
-//! reconnect and resume.
+//! reconnect and resume, and play a server that does not take packed
+//! batches.
 
 mod common;
 
@@ -29,6 +30,10 @@ struct Store {
     entries: Vec<Entry>,
     hellos: Vec<jr_proto::v1::Hello>,
     gap_entries: u64,
+    /// Each stream's grpc-encoding (stream compression), in order.
+    encodings: Vec<Option<String>>,
+    packed_batches: u64,
+    plain_batches: u64,
 }
 
 #[derive(Clone)]
@@ -38,6 +43,8 @@ struct MockIngest {
     fail_after: Arc<AtomicI64>,
     /// Acknowledge with a wrong sequence number.
     bad_acks: Arc<AtomicBool>,
+    /// Take packed batches (Welcome.packed_entries), as jr-server does.
+    packs: Arc<AtomicBool>,
 }
 
 type Reply = Result<ShipResponse, Status>;
@@ -50,6 +57,11 @@ impl Ingest for MockIngest {
         &self,
         request: Request<Streaming<ShipRequest>>,
     ) -> Result<Response<Self::ShipStream>, Status> {
+        let encoding = request
+            .metadata()
+            .get("grpc-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        self.store.lock().unwrap().encodings.push(encoding);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
@@ -84,6 +96,7 @@ impl MockIngest {
                 cursor: cursor.unwrap_or_default(),
                 max_batch_entries: 0,
                 max_batch_bytes: 0,
+                packed_entries: self.packs.load(Ordering::SeqCst),
             }
         };
         let _ = tx
@@ -92,7 +105,7 @@ impl MockIngest {
             }))
             .await;
         while let Some(msg) = inbound.message().await? {
-            let b = match msg.kind {
+            let mut b = match msg.kind {
                 Some(ship_request::Kind::Batch(b)) => b,
                 // Heads (heartbeats) are not acknowledged.
                 Some(ship_request::Kind::Head(_)) => continue,
@@ -101,8 +114,20 @@ impl MockIngest {
             if self.fail_after.fetch_sub(1, Ordering::SeqCst) == 0 {
                 return Err(Status::unavailable("injected failure"));
             }
+            let packed = !b.packed_entries.is_empty();
+            if packed {
+                if !self.packs.load(Ordering::SeqCst) {
+                    return Err(Status::invalid_argument("packed batch to an older server"));
+                }
+                b.entries = unpack(&b.packed_entries);
+            }
             let ack = {
                 let mut s = self.store.lock().unwrap();
+                if packed {
+                    s.packed_batches += 1;
+                } else if !b.entries.is_empty() {
+                    s.plain_batches += 1;
+                }
                 if let Some(c) = s.committed.get(&machine) {
                     if *c != b.prev_cursor {
                         return Err(Status::failed_precondition(format!(
@@ -134,11 +159,24 @@ impl MockIngest {
     }
 }
 
+/// `Batch.packed_entries` back into entries.
+fn unpack(packed: &[u8]) -> Vec<Entry> {
+    use prost::Message as _;
+    let size = zstd::zstd_safe::get_frame_content_size(packed)
+        .unwrap()
+        .expect("content size in the frame header");
+    let content = zstd::bulk::decompress(packed, size as usize).unwrap();
+    jr_proto::v1::PackedEntries::decode(content.as_slice())
+        .unwrap()
+        .entries
+}
+
 struct Server {
     addr: SocketAddr,
     store: Arc<Mutex<Store>>,
     fail_after: Arc<AtomicI64>,
     bad_acks: Arc<AtomicBool>,
+    packs: Arc<AtomicBool>,
     stop: CancellationToken,
 }
 
@@ -149,11 +187,13 @@ async fn start_server() -> Server {
         store: Arc::default(),
         fail_after: Arc::new(AtomicI64::new(-1)),
         bad_acks: Arc::default(),
+        packs: Arc::new(AtomicBool::new(true)),
     };
-    let (store, fail_after, bad_acks) = (
+    let (store, fail_after, bad_acks, packs) = (
         mock.store.clone(),
         mock.fail_after.clone(),
         mock.bad_acks.clone(),
+        mock.packs.clone(),
     );
     let svc = IngestServer::new(mock)
         .accept_compressed(CompressionEncoding::Zstd)
@@ -173,6 +213,7 @@ async fn start_server() -> Server {
         store,
         fail_after,
         bad_acks,
+        packs,
         stop,
     }
 }
@@ -232,6 +273,9 @@ async fn no_follow_ships_every_entry_once_then_resumes_after_the_server_cursor()
         assert_eq!(hello.machine_id, MACHINE_ID, "identity is the journal's");
         assert_eq!(hello.hostname, "fixture-host");
         assert_eq!(hello.boot_id, BOOT_ID);
+        // zstd (the default) packs batches on an uncompressed stream.
+        assert!(s.packed_batches > 0 && s.plain_batches == 0);
+        assert_eq!(s.encodings, [None]);
     }
     let saved = std::fs::read_to_string(&state).unwrap();
     let last = server.store.lock().unwrap().entries[49].cursor.clone();
@@ -245,6 +289,32 @@ async fn no_follow_ships_every_entry_once_then_resumes_after_the_server_cursor()
     let summary = run(config(&server, &journal, &state)).await;
     assert_eq!(summary.metrics.acknowledged, 10);
     assert_eq!(stored_messages(&server), expected(0, 60));
+    server.stop.cancel();
+}
+
+#[tokio::test]
+async fn an_older_server_gets_unpacked_batches_on_a_compressed_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal_path(dir.path(), "older");
+    let state = dir.path().join("agent.state");
+    write_journal(&journal, &plain(0, 30, "a.service"));
+    let server = start_server().await;
+    server.packs.store(false, Ordering::SeqCst);
+    // One failed stream on the way: the agent does not ask again.
+    server.fail_after.store(2, Ordering::SeqCst);
+
+    let summary = run(config(&server, &journal, &state)).await;
+    assert_eq!(summary.metrics.acknowledged, 30);
+    assert_eq!(stored_messages(&server), expected(0, 30));
+    let s = server.store.lock().unwrap();
+    assert_eq!((s.packed_batches, s.hellos.len()), (0, 3));
+    assert!(s.plain_batches > 0);
+    // The first stream asked; every later one is compressed.
+    assert_eq!(
+        s.encodings,
+        [None, Some("zstd".to_owned()), Some("zstd".to_owned())]
+    );
+    drop(s);
     server.stop.cancel();
 }
 

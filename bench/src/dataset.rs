@@ -277,7 +277,7 @@ impl Generator {
         let mut fields = Vec::with_capacity(24);
         let mut add = |name: &str, value: Vec<u8>| {
             fields.push(Field {
-                name: name.to_owned(),
+                name: name.to_owned().into(),
                 value: Bytes::from(value),
             })
         };

@@ -194,6 +194,7 @@ async fn agent(plan: &LoadPlan, index: usize, start_usec: u64) -> Result<(u64, V
                     entries,
                     gap_entries: 0,
                     head: None,
+                    packed_entries: Vec::new(),
                 };
                 in_flight.push_back((seq, Instant::now()));
                 tx.send(send(ship_request::Kind::Batch(batch)))

@@ -13,6 +13,7 @@ use crate::decompress::{OBJECT_COMPRESSED_MASK, PEEK_MAX};
 use crate::error::{Bad, Error};
 use crate::file::JournalFile;
 use crate::object::{self, EntryMeta};
+use bytes::Bytes;
 use jr_journal::{Entry, Field};
 
 /// A decision about an entry that depends on a few of its fields.
@@ -44,7 +45,7 @@ impl JournalFile {
     ) -> Result<NameAt<'b>, Bad> {
         if let Some((name, _)) = self.cache.get(&offset) {
             let n = name.len().min(PEEK_MAX);
-            buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+            buf[..n].copy_from_slice(&name[..n]);
             return Ok(NameAt::Name(&buf[..n]));
         }
         let hs = self.header.header_size;
@@ -94,10 +95,10 @@ impl JournalFile {
         let mut needed = Vec::new();
         let mut bad = 0;
         if filter.needs(jr_journal::fields::BOOT_ID) {
-            needed.push(Field {
-                name: jr_journal::fields::BOOT_ID.to_owned(),
-                value: self.boot_value(&meta.boot_id),
-            });
+            needed.push(Field::new(
+                Bytes::from_static(jr_journal::fields::BOOT_ID.as_bytes()),
+                self.boot_value(&meta.boot_id),
+            ));
         }
         let mut name = [0u8; PEEK_MAX];
         for (i, &off) in items.iter().enumerate() {
@@ -115,7 +116,7 @@ impl JournalFile {
             }
             match self.data_field(off) {
                 Ok(Some(f)) => {
-                    if f.name != jr_journal::fields::BOOT_ID && filter.needs(&f.name) {
+                    if f.name != jr_journal::fields::BOOT_ID && filter.needs(f.name_str()) {
                         needed.push(f.clone());
                     }
                     known[i] = Some(f);

@@ -58,7 +58,7 @@ pub struct JournalFile {
     /// How many of the newest entries' offsets are kept; `None`: all.
     tail: Option<usize>,
     chain: Chain,
-    pub(crate) cache: FxHashMap<u64, (Box<str>, Bytes)>,
+    pub(crate) cache: FxHashMap<u64, (Bytes, Bytes)>,
     cache_bytes: usize,
     items: Vec<u64>,
     boot: Option<([u8; 16], Bytes)>,
@@ -328,10 +328,10 @@ impl JournalFile {
         known: &mut [Option<Field>],
     ) -> Vec<Field> {
         let mut fields = Vec::with_capacity(items.len() + 1);
-        fields.push(Field {
-            name: BOOT_ID_FIELD.to_owned(),
-            value: self.boot_value(&meta.boot_id),
-        });
+        fields.push(Field::new(
+            Bytes::from_static(BOOT_ID_FIELD.as_bytes()),
+            self.boot_value(&meta.boot_id),
+        ));
         for (i, &off) in items.iter().enumerate() {
             let decoded = match known.get_mut(i).and_then(Option::take) {
                 Some(f) => Ok(Some(f)),
@@ -406,10 +406,7 @@ impl JournalFile {
     /// not `NAME=value` with a valid name.
     pub(crate) fn data_field(&mut self, offset: u64) -> Result<Option<Field>, Bad> {
         if let Some((name, value)) = self.cache.get(&offset) {
-            return Ok(Some(Field {
-                name: name.to_string(),
-                value: value.clone(),
-            }));
+            return Ok(Some(Field::new(name.clone(), value.clone())));
         }
         let hs = self.header.header_size;
         let dh = object::data_header(&mut self.src, hs, self.header.compact(), offset)?;
@@ -434,28 +431,19 @@ impl JournalFile {
         let Some(eq) = memchr::memchr(b'=', &payload) else {
             return Ok(None);
         };
-        let name = &payload[..eq];
-        if !jr_journal::fields::is_valid_name(name) {
+        // Valid names are ASCII, so UTF-8 as Field requires.
+        if !jr_journal::fields::is_valid_name(&payload[..eq]) {
             return Ok(None);
         }
-        // Valid names are ASCII.
-        let Ok(name) = std::str::from_utf8(name) else {
-            return Ok(None);
-        };
-        let field = Field {
-            name: name.to_owned(),
-            value: payload.slice(eq + 1..),
-        };
+        let field = Field::new(payload.slice(..eq), payload.slice(eq + 1..));
         if dh.n_entries > 1 && payload.len() <= CACHE_VALUE_MAX {
             if self.cache_bytes + payload.len() > CACHE_BYTES_MAX {
                 self.cache.clear();
                 self.cache_bytes = 0;
             }
             self.cache_bytes += payload.len() + 64;
-            self.cache.insert(
-                offset,
-                (field.name.clone().into_boxed_str(), field.value.clone()),
-            );
+            self.cache
+                .insert(offset, (field.name.clone(), field.value.clone()));
         }
         Ok(Some(field))
     }

@@ -29,7 +29,7 @@ fn value<'a>(fields: &'a [Field], name: &str) -> Option<&'a [u8]> {
 fn subset(e: &Entry, f: &Test) -> Vec<Field> {
     e.fields
         .iter()
-        .filter(|x| f.needs(&x.name))
+        .filter(|x| f.needs(x.name_str()))
         .cloned()
         .collect()
 }

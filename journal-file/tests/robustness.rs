@@ -36,7 +36,7 @@ fn assert_from_original(got: &[Entry], by_cursor: &HashMap<&str, &Entry>, what: 
             assert!(
                 it.any(|o| o == f),
                 "{what}: field {} not in the original entry",
-                f.name
+                f.name_str()
             );
         }
     }

@@ -98,9 +98,8 @@ impl ExportDecoder {
             }
             return;
         }
-        // Names were checked by is_valid_name: ASCII, so this cannot fail.
-        let name = String::from_utf8_lossy(name).into_owned();
-        self.cur.fields.push(Field { name, value });
+        // Names were checked by is_valid_name: ASCII, so UTF-8.
+        self.cur.fields.push(Field::new(name.to_vec(), value));
         if self.cur.fields.len() > MAX_FIELDS {
             self.resync("entry has too many fields");
         }
@@ -358,8 +357,8 @@ pub fn write_entry(entry: &Entry, out: &mut Vec<u8>) {
 }
 
 /// Appends one field in export format.
-pub fn write_field(name: &str, value: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(name.as_bytes());
+pub fn write_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(name);
     if is_printable(value, false) {
         out.push(b'=');
         out.extend_from_slice(value);

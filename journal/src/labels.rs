@@ -49,7 +49,7 @@ impl<'a> Labels<'a> {
         let mut about: [Option<&str>; 4] = [None; 4];
         for f in entry_fields {
             let v: &'a [u8] = &f.value;
-            let slot: &mut Option<&'a str> = match f.name.as_str() {
+            let slot: &mut Option<&'a str> = match f.name_str() {
                 fields::MESSAGE => {
                     l.message.get_or_insert(v);
                     continue;
@@ -100,7 +100,7 @@ mod tests {
 
     fn f(name: &str, value: &[u8]) -> Field {
         Field {
-            name: name.into(),
+            name: name.to_owned().into(),
             value: bytes::Bytes::copy_from_slice(value),
         }
     }

@@ -33,7 +33,7 @@ pub fn encode_fields(entry_fields: &[Field], out: &mut Vec<u8>) {
     let mut message_seen = false;
     for f in entry_fields {
         encode_varint(f.name.len() as u64, out);
-        out.extend_from_slice(f.name.as_bytes());
+        out.extend_from_slice(&f.name);
         if !message_seen && f.name == fields::MESSAGE {
             message_seen = true;
             encode_varint(0, out);
@@ -54,15 +54,12 @@ pub fn decode_fields(blob: &[u8], message: Option<&[u8]>) -> Result<Vec<Field>, 
     while rest.has_remaining() {
         let name_len = read_len(&mut rest)?;
         let name = take(&mut rest, name_len)?;
-        let name = std::str::from_utf8(name).map_err(|_| StoredError::Corrupt)?;
+        std::str::from_utf8(name).map_err(|_| StoredError::Corrupt)?;
         let value = match read_len(&mut rest)? {
             0 => Bytes::copy_from_slice(message.ok_or(StoredError::MissingMessage)?),
             n => Bytes::copy_from_slice(take(&mut rest, n - 1)?),
         };
-        out.push(Field {
-            name: name.to_owned(),
-            value,
-        });
+        out.push(Field::new(Bytes::copy_from_slice(name), value));
     }
     Ok(out)
 }
@@ -88,7 +85,7 @@ mod tests {
 
     fn f(name: &str, value: &[u8]) -> Field {
         Field {
-            name: name.into(),
+            name: name.to_owned().into(),
             value: Bytes::copy_from_slice(value),
         }
     }

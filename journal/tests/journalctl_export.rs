@@ -26,7 +26,7 @@ fn export_text(messages: &[Vec<u8>]) -> Vec<u8> {
             i % 3
         )
         .unwrap();
-        write_field("MESSAGE", m, &mut out);
+        write_field(b"MESSAGE", m, &mut out);
         out.push(b'\n');
     }
     out

@@ -20,7 +20,7 @@ const IN_FLIGHT: usize = 4;
 
 fn field(name: &str, value: impl Into<Bytes>) -> Field {
     Field {
-        name: name.into(),
+        name: name.to_owned().into(),
         value: value.into(),
     }
 }
@@ -91,6 +91,7 @@ async fn ship(addr: std::net::SocketAddr, agent: u64, n: u64) -> anyhow::Result<
                 entries,
                 gap_entries: 0,
                 head: None,
+                packed_entries: Vec::new(),
             };
             if tx
                 .send(ShipRequest {

@@ -13,7 +13,7 @@ use crate::db::hosts::{HeadReport, HostHello};
 use crate::db::writer::{Request as WriterRequest, Response as WriterResponse, WriterHandle};
 use crate::error::{quote, Error};
 use crate::sessions::{Claim, Sessions};
-use jr_journal::cursor;
+use jr_journal::{cursor, fields};
 use jr_proto::v1::ingest_server::Ingest;
 use jr_proto::v1::ship_request::Kind as In;
 use jr_proto::v1::ship_response::Kind as Out;
@@ -216,6 +216,7 @@ impl Session {
             max_batch_entries: u32::try_from(self.service.limits.max_batch_entries)
                 .unwrap_or(u32::MAX),
             max_batch_bytes: self.service.limits.max_message_bytes as u64,
+            packed_entries: true,
         }))
         .await?;
         self.batches(&claim).await
@@ -248,9 +249,10 @@ impl Session {
                 }
                 m = self.next(), if can_read => match m? {
                     Inbound::Closed => reading = false,
-                    Inbound::Message(ShipRequest { kind: Some(In::Batch(b)) }) => {
+                    Inbound::Message(ShipRequest { kind: Some(In::Batch(mut b)) }) => {
+                        let unpacked = crate::packed::unpack(&mut b, self.service.limits.max_message_bytes);
                         self.service.counters.received(b.entries.len());
-                        self.check_batch(&b).inspect_err(|e| {
+                        unpacked.and_then(|()| self.check_batch(&b)).inspect_err(|e| {
                             if let Some(r) = crate::metrics::Reason::of(e) {
                                 self.service.counters.rejected(r, b.entries.len() as u64);
                             }
@@ -368,6 +370,19 @@ impl Session {
                     quote(&e.cursor)
                 ))
             })?;
+            // Names go into export output and JSON keys as they are; the
+            // readers only ever yield valid ones.
+            if let Some(f) = e
+                .fields
+                .iter()
+                .find(|f| !fields::is_valid_name(&f.name) || fields::is_address_field(&f.name))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "batch {}, entry {i}: {:?} is not a journal field name                      (A-Z, 0-9 and _, at most 64, no leading digit; address fields like __CURSOR are not sent)",
+                    b.seq,
+                    String::from_utf8_lossy(&f.name[..f.name.len().min(80)])
+                )));
+            }
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod ingest;
 pub mod local_agent;
 pub mod metrics;
+pub mod packed;
 pub mod progress;
 pub mod query;
 pub mod server;

@@ -22,7 +22,7 @@ pub async fn ship(server: &TestServer, machine: &str, entries: Vec<Entry>) {
 
 fn with_message(mut e: Entry, unit: &str, message: &[u8]) -> Entry {
     for f in &mut e.fields {
-        match f.name.as_str() {
+        match f.name_str() {
             "MESSAGE" => f.value = bytes::Bytes::copy_from_slice(message),
             "_SYSTEMD_UNIT" => f.value = bytes::Bytes::copy_from_slice(unit.as_bytes()),
             _ => {}

@@ -5,11 +5,21 @@ mod common;
 use common::*;
 use jr_proto::v1::ship_request::Kind as In;
 use jr_proto::v1::{Batch, Entry, Hello};
+use prost::Message as _;
 use sqlx::Row as _;
 use tonic::Code;
 
 #[tokio::test]
 async fn round_trip_stores_exact_bytes() {
+    round_trip(false).await;
+}
+
+#[tokio::test]
+async fn packed_batches_store_the_same_bytes() {
+    round_trip(true).await;
+}
+
+async fn round_trip(packed: bool) {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config(&dir.path().join("j.db"))).await;
     let m = machine(1);
@@ -51,7 +61,24 @@ async fn round_trip_stores_exact_bytes() {
         .replace(";T=", ";t=")
         .replace(";X=", ";x=");
     let sent = vec![entry(6), special.clone(), odd.clone()];
-    let last = a.batch(1, "", sent.clone()).await;
+    let last = if packed {
+        assert!(w.packed_entries);
+        let content = jr_proto::v1::PackedEntries {
+            entries: sent.clone(),
+        }
+        .encode_to_vec();
+        let last = odd.cursor.clone();
+        a.send(In::Batch(Batch {
+            seq: 1,
+            last_cursor: last.clone(),
+            packed_entries: zstd::bulk::compress(&content, 1).unwrap(),
+            ..Batch::default()
+        }))
+        .await;
+        last
+    } else {
+        a.batch(1, "", sent.clone()).await
+    };
     let ack = a.ack().await;
     assert_eq!(
         (ack.seq, ack.stored, ack.cursor.as_str()),
@@ -172,6 +199,7 @@ async fn bad_hello_and_garbage_cursors_are_invalid_arguments() {
         entries: entries(1..2),
         gap_entries: 0,
         head: None,
+        packed_entries: Vec::new(),
     }))
     .await;
     let s = b.recv_error().await;
@@ -195,6 +223,24 @@ async fn bad_hello_and_garbage_cursors_are_invalid_arguments() {
     let s = d.recv_error().await;
     assert_eq!(s.code(), Code::InvalidArgument);
     assert!(s.message().contains("seq"), "{s:?}");
+
+    // Field names that are not journal field names: not UTF-8, an `=`
+    // that would break export output, an address field.
+    for (m, name) in [
+        (7, &b"BAD\xffNAME"[..]),
+        (8, &b"A=B"[..]),
+        (9, &b"__CURSOR"[..]),
+    ] {
+        let mut c = server.connect().await;
+        c.hello(&machine(m)).await;
+        let mut e = entry(1);
+        e.fields
+            .push(jr_proto::v1::Field::new(name.to_vec(), b"x".to_vec()));
+        c.batch(1, "", vec![e]).await;
+        let s = c.recv_error().await;
+        assert_eq!(s.code(), Code::InvalidArgument, "{name:?}");
+        assert!(s.message().contains("not a journal field name"), "{s:?}");
+    }
 
     assert_eq!(count(&server.read().await).await, 0, "nothing stored");
     server.stop().await;

@@ -52,6 +52,7 @@ async fn commit(
         entries,
         gap_entries: 0,
         head: None,
+        packed_entries: Vec::new(),
     };
     let machine_id: Arc<str> = Arc::from(machine_id);
     let rx = w

@@ -134,11 +134,11 @@ fn entry(cursor: &str, message: Vec<u8>) -> Entry {
         monotonic_usec: 1_000,
         fields: vec![
             Field {
-                name: "MESSAGE".to_owned(),
+                name: "MESSAGE".into(),
                 value: Bytes::from(message),
             },
             Field {
-                name: "PRIORITY".to_owned(),
+                name: "PRIORITY".into(),
                 value: Bytes::from_static(b"6"),
             },
         ],
@@ -153,6 +153,7 @@ fn batch(cursor: &str, message: Vec<u8>) -> Bytes {
         entries: vec![entry(cursor, message)],
         gap_entries: 0,
         head: None,
+        packed_entries: Vec::new(),
     }))
 }
 
@@ -287,6 +288,7 @@ fn responses_decode_with_the_raw_codec() {
             known: true,
             max_batch_entries: 10,
             max_batch_bytes: 20,
+            packed_entries: true,
         })),
     };
     let bytes = welcome.encode_to_vec();

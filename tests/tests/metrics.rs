@@ -343,7 +343,7 @@ mod refusals {
                 realtime_usec: 1_704_067_200_000_000 + i,
                 monotonic_usec: 1_000 + i,
                 fields: vec![Field {
-                    name: "MESSAGE".to_owned(),
+                    name: "MESSAGE".into(),
                     value: format!("entry {i}").into_bytes().into(),
                 }],
             })

@@ -78,6 +78,39 @@ async fn closes_on_entry_count_and_chains() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn packed_batches_hold_the_same_entries_compressed() {
+    let l = limits(50, 1 << 20);
+    let mut plain = batcher(l, Filter::default());
+    let mut packed = batcher(l, Filter::default()).packing().unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 1..=120 {
+        plain.push(ReadEvent::Entry(entry(i, "a.service", 200)), &mut a);
+        packed.push(ReadEvent::Entry(entry(i, "a.service", 200)), &mut b);
+    }
+    a.extend(plain.take());
+    b.extend(packed.take());
+    assert_eq!(b.len(), 3);
+    for (p, q) in a.iter().zip(&b) {
+        assert!(q.encoded.is_empty());
+        assert!(q.batch.packed_entries.len() * 10 < p.encoded.len());
+        assert_eq!((q.entries, q.bytes), (p.entries, p.bytes));
+        // What the server decodes from the frame, unpacked, is the batch.
+        let Some(jr_proto::v1::ship_request::Kind::Batch(mut sent)) =
+            q.clone().into_frame(None).decode().unwrap().kind
+        else {
+            panic!("a batch frame");
+        };
+        let content = zstd::bulk::decompress(&sent.packed_entries, q.bytes).unwrap();
+        sent.entries = jr_proto::v1::PackedEntries::decode(content.as_slice())
+            .unwrap()
+            .entries;
+        sent.packed_entries.clear();
+        assert_eq!(sent, p.decode());
+        assert_eq!(q.decode(), p.decode());
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn closes_before_exceeding_the_byte_limit() {
     let mut b = batcher(limits(1000, 3000), Filter::default());
     let mut out = Vec::new();

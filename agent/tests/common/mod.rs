@@ -61,7 +61,7 @@ pub fn export(specs: &[Spec]) -> Vec<u8> {
         )
         .unwrap();
         for (name, value) in &s.fields {
-            jr_journal::export::write_field(name, value, &mut out);
+            jr_journal::export::write_field(name.as_bytes(), value, &mut out);
         }
         out.push(b'\n');
     }

@@ -45,10 +45,11 @@ pub fn write(e: &LogEntry, out: &mut Vec<u8>) {
         if f.name == fields::BOOT_ID && !e.boot_id.is_empty() {
             continue;
         }
-        let v = value(&f.name, &f.value);
-        match items.iter_mut().find(|(n, _)| *n == f.name) {
+        let name = f.name_str();
+        let v = value(name, &f.value);
+        match items.iter_mut().find(|(n, _)| *n == name) {
             Some((_, vs)) => vs.push(v),
-            None => items.push((f.name.as_str(), vec![v])),
+            None => items.push((name, vec![v])),
         }
     }
     out.push(b'{');
@@ -77,7 +78,7 @@ mod tests {
     #[test]
     fn values_as_journalctl_prints_them() {
         let f = |n: &str, v: &[u8]| Field {
-            name: n.into(),
+            name: n.to_owned().into(),
             value: bytes::Bytes::copy_from_slice(v),
         };
         let e = LogEntry {

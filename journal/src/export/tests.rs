@@ -51,7 +51,7 @@ fn decodes_text_binary_and_repeated_fields() {
     assert_eq!(value(e, "MESSAGE"), vec![&b"hello = world"[..]]);
     assert_eq!(value(e, "TAG"), vec![&b"a"[..], &b"b"[..]]);
     assert_eq!(value(e, "BIN"), vec![&b"a\0b\n\xff"[..]]);
-    assert!(e.fields.iter().all(|f| !f.name.starts_with("__")));
+    assert!(e.fields.iter().all(|f| !f.name.starts_with(b"__")));
     assert_eq!(entries[1].monotonic_usec, 0);
     assert_eq!(
         stats,

@@ -227,7 +227,7 @@ mod tests {
 
     fn f(name: &str, value: &str) -> Field {
         Field {
-            name: name.into(),
+            name: name.to_owned().into(),
             value: value.as_bytes().to_vec().into(),
         }
     }

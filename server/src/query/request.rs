@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(q.matches.len(), 2);
         assert_eq!(q.matches[0].1, vec![b"1".to_vec(), b"3".to_vec()]);
         let f = |n: &str, v: &str| jr_proto::v1::Field {
-            name: n.into(),
+            name: n.to_owned().into(),
             value: v.as_bytes().to_vec().into(),
         };
         assert!(q.fields_match(&[f("A", "3"), f("B", "2")]));

@@ -196,6 +196,7 @@ impl Agent {
             entries,
             gap_entries: 0,
             head: None,
+            packed_entries: Vec::new(),
         }))
         .await;
         last
@@ -211,7 +212,7 @@ impl Agent {
 
 pub fn field(name: &str, value: &[u8]) -> Field {
     Field {
-        name: name.into(),
+        name: name.to_owned().into(),
         value: Bytes::copy_from_slice(value),
     }
 }
