@@ -2,19 +2,20 @@
 //! once: each opens its own connection, says Hello with its own machine id,
 //! and ships generated entries in batches whose cursors chain
 //! (`prev_cursor` = the previous batch's `last_cursor`), with a bounded
-//! number of batches in flight. It times every batch from send to Ack,
-//! which is the server's commit latency as an agent sees it.
+//! number of batches in flight, packed as jr-agent packs them. It times
+//! every batch from send to Ack, which is the server's commit latency as
+//! an agent sees it.
 
 use crate::dataset::Generator;
 use crate::report::{ms, percentile};
 use anyhow::{bail, Context, Result};
 use jr_proto::v1::ingest_client::IngestClient;
-use jr_proto::v1::{ship_request, ship_response, Batch, Hello, ShipRequest};
+use jr_proto::v1::{ship_request, ship_response, Batch, Hello, PackedEntries, ShipRequest};
+use prost::Message as _;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::CompressionEncoding;
 
 #[derive(Clone, Debug)]
 pub struct LoadPlan {
@@ -120,8 +121,6 @@ async fn agent(plan: &LoadPlan, index: usize, start_usec: u64) -> Result<(u64, V
     let mut client = IngestClient::connect(plan.server.clone())
         .await
         .with_context(|| format!("cannot connect to {}", plan.server))?
-        .send_compressed(CompressionEncoding::Zstd)
-        .accept_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(64 << 20);
     let (tx, rx) = mpsc::channel(plan.max_inflight + 1);
     let send = |kind| ShipRequest { kind: Some(kind) };
@@ -136,6 +135,16 @@ async fn agent(plan: &LoadPlan, index: usize, start_usec: u64) -> Result<(u64, V
     let welcome = match responses.message().await?.and_then(|r| r.kind) {
         Some(ship_response::Kind::Welcome(w)) => w,
         other => bail!("expected Welcome, got {other:?}"),
+    };
+    // As jr-agent does: batches packed with one zstd context per session
+    // on an uncompressed stream (plain to a server that does not take
+    // them).
+    let mut packer = if welcome.packed_entries {
+        let mut c = zstd::bulk::Compressor::new(1)?;
+        c.include_contentsize(true)?;
+        Some(c)
+    } else {
+        None
     };
     let mut batch_entries = plan.batch_entries;
     if welcome.max_batch_entries > 0 {
@@ -187,7 +196,7 @@ async fn agent(plan: &LoadPlan, index: usize, start_usec: u64) -> Result<(u64, V
                 produced += n as u64;
                 seq += 1;
                 let last_cursor = entries.last().map(|e| e.cursor.clone()).unwrap_or_default();
-                let batch = Batch {
+                let mut batch = Batch {
                     seq,
                     prev_cursor: std::mem::replace(&mut prev_cursor, last_cursor.clone()),
                     last_cursor,
@@ -196,6 +205,10 @@ async fn agent(plan: &LoadPlan, index: usize, start_usec: u64) -> Result<(u64, V
                     head: None,
                     packed_entries: Vec::new(),
                 };
+                if let Some(c) = &mut packer {
+                    let content = PackedEntries { entries: std::mem::take(&mut batch.entries) };
+                    batch.packed_entries = c.compress(&content.encode_to_vec())?;
+                }
                 in_flight.push_back((seq, Instant::now()));
                 tx.send(send(ship_request::Kind::Batch(batch)))
                     .await
