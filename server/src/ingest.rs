@@ -378,7 +378,8 @@ impl Session {
                 .find(|f| !fields::is_valid_name(&f.name) || fields::is_address_field(&f.name))
             {
                 return Err(Error::InvalidArgument(format!(
-                    "batch {}, entry {i}: {:?} is not a journal field name                      (A-Z, 0-9 and _, at most 64, no leading digit; address fields like __CURSOR are not sent)",
+                    "batch {}, entry {i}: {:?} is not a journal field name \
+                     (A-Z, 0-9 and _, at most 64, no leading digit; address fields like __CURSOR are not sent)",
                     b.seq,
                     String::from_utf8_lossy(&f.name[..f.name.len().min(80)])
                 )));
