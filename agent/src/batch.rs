@@ -119,12 +119,6 @@ pub struct Batcher {
     packer: Option<Packer>,
 }
 
-/// Zstd level of packed batches: on journal entries (repeated field names
-/// and values are most of what it finds) level 1 comes within 7%
-/// of gRPC's level 3 (149 against 139 bytes per entry in the ingest
-/// benchmark) for much less CPU.
-const PACK_LEVEL: i32 = 1;
-
 /// The compression context of packed batches and its output buffer, both
 /// reused for every batch of the session.
 struct Packer {
@@ -165,11 +159,8 @@ impl Batcher {
 
     /// Sends batches packed (`Batch.packed_entries`).
     pub fn packing(mut self) -> std::io::Result<Self> {
-        let mut compressor = zstd::bulk::Compressor::new(PACK_LEVEL)?;
-        // The server sizes its output from the frame header.
-        compressor.include_contentsize(true)?;
         self.packer = Some(Packer {
-            compressor,
+            compressor: jr_proto::packed::compressor()?,
             out: Vec::new(),
         });
         Ok(self)

@@ -140,9 +140,7 @@ async fn agent(plan: &LoadPlan, index: usize, start_usec: u64) -> Result<(u64, V
     // on an uncompressed stream (plain to a server that does not take
     // them).
     let mut packer = if welcome.packed_entries {
-        let mut c = zstd::bulk::Compressor::new(1)?;
-        c.include_contentsize(true)?;
-        Some(c)
+        Some(jr_proto::packed::compressor()?)
     } else {
         None
     };
