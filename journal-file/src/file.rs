@@ -14,6 +14,7 @@ use crate::object::{self, EntryMeta};
 use crate::source::Source;
 use crate::{Options, ReadStats};
 use bytes::Bytes;
+use jr_journal::fields::BOOT_ID;
 use jr_journal::{Entry, Field};
 use rustc_hash::FxHashMap;
 use std::fs::File;
@@ -30,8 +31,6 @@ const CACHE_VALUE_MAX: usize = 16 << 10;
 /// so a small cache keeps nearly all of the speed and bounds the reader's
 /// memory on a long journal.
 const CACHE_BYTES_MAX: usize = 4 << 20;
-
-const BOOT_ID_FIELD: &str = "_BOOT_ID";
 
 /// Where loading of entry offsets continues along the entry array chain.
 #[derive(Debug, Default)]
@@ -329,7 +328,7 @@ impl JournalFile {
     ) -> Vec<Field> {
         let mut fields = Vec::with_capacity(items.len() + 1);
         fields.push(Field::new(
-            Bytes::from_static(BOOT_ID_FIELD.as_bytes()),
+            Bytes::from_static(BOOT_ID.as_bytes()),
             self.boot_value(&meta.boot_id),
         ));
         for (i, &off) in items.iter().enumerate() {
@@ -339,7 +338,7 @@ impl JournalFile {
             };
             match decoded {
                 Ok(Some(f)) => {
-                    if f.name != BOOT_ID_FIELD {
+                    if f.name != BOOT_ID {
                         fields.push(f);
                     }
                 }
