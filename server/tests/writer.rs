@@ -86,6 +86,29 @@ async fn run_writer(write: sqlx::SqliteConnection, bounds: Bounds) -> Running {
     }
 }
 
+/// The full-text indexer on `fts`, following `commits` until [`Indexing::stop`].
+struct Indexing {
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_indexer(
+    fts: sqlx::SqliteConnection,
+    commits: tokio::sync::watch::Receiver<i64>,
+) -> Indexing {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let indexer = jr_server::db::fts::Indexer::new(fts).await.unwrap();
+    let task = tokio::spawn(indexer.run(commits, shutdown.clone()));
+    Indexing { shutdown, task }
+}
+
+impl Indexing {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_fenced_generation_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,9 +157,7 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
         stats,
         sessions,
     } = run_writer(db.write, BOUNDS).await;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
-    let indexing = tokio::spawn(indexer.run(stats.committed.subscribe(), shutdown.clone()));
+    let indexing = start_indexer(db.fts, stats.committed.subscribe()).await;
     let m = machine(2);
     let claim = sessions.claim(&m);
     hello(&handle, &m).await;
@@ -179,8 +200,7 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
         .unwrap();
     assert_eq!(upto, 2);
     assert_eq!(matching(&pool, "message").await, vec![1, 2]);
-    shutdown.cancel();
-    indexing.await.unwrap();
+    indexing.stop().await;
     let unit: Option<String> = sqlx::query_scalar("SELECT unit FROM journal ORDER BY id LIMIT 1")
         .fetch_one(&pool)
         .await
@@ -220,9 +240,7 @@ async fn every_stored_message_is_indexed_once_and_deletes_follow() {
         stats,
         sessions,
     } = run_writer(db.write, bounds).await;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
-    let indexing = tokio::spawn(indexer.run(stats.committed.subscribe(), shutdown.clone()));
+    let indexing = start_indexer(db.fts, stats.committed.subscribe()).await;
     let (a, b) = (machine(3), machine(4));
     let (ca, cb) = (sessions.claim(&a), sessions.claim(&b));
     hello(&handle, &a).await;
@@ -268,8 +286,7 @@ async fn every_stored_message_is_indexed_once_and_deletes_follow() {
             .unwrap();
     assert_eq!(seventeen.len(), 1);
     assert_eq!(matching(&pool, "17").await, seventeen);
-    shutdown.cancel();
-    indexing.await.unwrap();
+    indexing.stop().await;
 
     // Deleting entries as retention does (index attached) takes them out
     // of the index.
@@ -324,11 +341,9 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
     for f in index_files() {
         let _ = std::fs::remove_file(f);
     }
-    let shutdown = tokio_util::sync::CancellationToken::new();
     let db = open(&path, Synchronous::Normal).await.unwrap();
     let (_never, commits) = tokio::sync::watch::channel(0);
-    let indexer = jr_server::db::fts::Indexer::new(db.fts).await.unwrap();
-    let indexing = tokio::spawn(indexer.run(commits, shutdown.clone()));
+    let indexing = start_indexer(db.fts, commits).await;
     let pool = read_pool(&path).await;
     let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 40))
         .await
@@ -339,8 +354,7 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
         matching(&pool, "message").await,
         (1..=40).collect::<Vec<i64>>()
     );
-    shutdown.cancel();
-    indexing.await.unwrap();
+    indexing.stop().await;
     pool.close().await;
     db.read.close().await;
     drop(db.write);
@@ -353,10 +367,8 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
     fts.execute("UPDATE fts_position SET upto = 1000")
         .await
         .unwrap();
-    let indexer = jr_server::db::fts::Indexer::new(fts).await.unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
     let (_never, commits) = tokio::sync::watch::channel(0);
-    let indexing = tokio::spawn(indexer.run(commits, shutdown.clone()));
+    let indexing = start_indexer(fts, commits).await;
     let pool = read_pool(&path).await;
     let upto = tokio::time::timeout(WAIT, async {
         loop {
@@ -374,8 +386,7 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
         matching(&pool, "message").await,
         (1..=40).collect::<Vec<i64>>()
     );
-    shutdown.cancel();
-    indexing.await.unwrap();
+    indexing.stop().await;
 }
 
 #[tokio::test]
