@@ -119,10 +119,7 @@ pub async fn open(db: &Path, synchronous: Synchronous) -> Result<SqliteConnectio
         .run(&mut conn)
         .await
         .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
-    sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('automerge', ?1)")
-        .bind(AUTOMERGE)
-        .execute(&mut conn)
-        .await?;
+    command(&mut conn, "automerge", AUTOMERGE).await?;
     let store = db
         .to_str()
         .ok_or_else(|| sqlx::Error::Configuration("database path is not UTF-8".into()))?;
@@ -216,13 +213,8 @@ impl Indexer {
             .max(8);
         // Both are stored in the index file; [`open`] sets automerge again
         // for a server without the limit.
-        sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('automerge', 0)")
-            .execute(&mut self.conn)
-            .await?;
-        sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('usermerge', ?1)")
-            .bind(AUTOMERGE)
-            .execute(&mut self.conn)
-            .await?;
+        command(&mut self.conn, "automerge", 0).await?;
+        command(&mut self.conn, "usermerge", AUTOMERGE).await?;
         self.merge_pages = Some(pages);
         Ok(self)
     }
@@ -331,10 +323,7 @@ impl Indexer {
             let before: i64 = sqlx::query_scalar("SELECT total_changes()")
                 .fetch_one(&mut self.conn)
                 .await?;
-            sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES ('merge', ?1)")
-                .bind(pages)
-                .execute(&mut self.conn)
-                .await?;
+            command(&mut self.conn, "merge", pages).await?;
             let after: i64 = sqlx::query_scalar("SELECT total_changes()")
                 .fetch_one(&mut self.conn)
                 .await?;
@@ -344,6 +333,17 @@ impl Indexer {
             }
         }
     }
+}
+
+/// One of FTS5's special commands with its value (`automerge`, `merge`,
+/// …): an insert into the table's own hidden column.
+async fn command(conn: &mut SqliteConnection, name: &str, value: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO entries_fts(entries_fts, rank) VALUES (?1, ?2)")
+        .bind(name)
+        .bind(value)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 async fn newest(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
