@@ -123,6 +123,14 @@ async fn routes_send_their_entries_framed_over_tcp_and_tls() {
     );
     assert_eq!(lines.len(), secure_expected);
 
+    // The peer has the lines a moment before the route saves its
+    // position and counters (after the acknowledgement).
+    for name in ["plain", "secure"] {
+        eventually(&format!("route {name} caught up"), 500, async || {
+            status(server.addr, name).await.lag_entries == 0
+        })
+        .await;
+    }
     let st = status(server.addr, "plain").await;
     assert_eq!(st.lines_sent as usize, plain_expected);
     assert_eq!(st.entries_sent, 103);

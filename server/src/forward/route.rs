@@ -40,6 +40,9 @@ pub const CHUNK_BYTES: usize = 1024 * 1024;
 const SKIP_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Re-read the store this often even without a commit notification.
 const IDLE_POLL: Duration = Duration::from_secs(10);
+/// How long a stop waits for the acknowledgement of a chunk already
+/// written (well inside the server's drain deadline).
+const STOP_CONFIRM_GRACE: Duration = Duration::from_secs(2);
 
 /// What the route shows while it runs (the rest is in its `routes` row).
 #[derive(Debug, Default)]
@@ -152,6 +155,7 @@ impl<S: Sink> Deliverer<S> {
         let mut wrote_before = false;
         loop {
             let written = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return Err(Cancelled),
                 r = async {
                     self.sink.connect().await?;
@@ -169,8 +173,17 @@ impl<S: Sink> Deliverer<S> {
                 continue;
             }
             let confirmed = tokio::select! {
-                _ = cancel.cancelled() => return Err(Cancelled),
+                biased;
                 r = self.sink.confirm() => r,
+                _ = cancel.cancelled() => {
+                    // The chunk is written: a short wait for the peer's
+                    // acknowledgement lets the stop save the position
+                    // instead of sending the chunk again after a restart.
+                    match tokio::time::timeout(STOP_CONFIRM_GRACE, self.sink.confirm()).await {
+                        Ok(Ok(())) => Ok(()),
+                        _ => return Err(Cancelled),
+                    }
+                }
             };
             match confirmed {
                 Ok(()) => {
@@ -326,6 +339,18 @@ impl<S: Sink> RouteTask<S> {
                     return;
                 }
             };
+            if self.cancel.is_cancelled() {
+                self.save(Progress {
+                    position: chunk.last_id,
+                    unconfirmed: chunk.last_id,
+                    entries: chunk.entries,
+                    lines: chunk.lines,
+                    bytes: chunk.buf.len() as i64,
+                    repeated,
+                })
+                .await;
+                return;
+            }
             // The next chunk is read before saving so that one statement
             // both advances the position and marks the next write.
             next = match self.d.build(Range::after(chunk.last_id), repeat_upto).await {
