@@ -172,16 +172,20 @@ impl<S: Sink> Deliverer<S> {
                 attempt = attempt.saturating_add(1);
                 continue;
             }
-            let confirmed = tokio::select! {
-                biased;
-                r = self.sink.confirm() => r,
-                _ = cancel.cancelled() => {
-                    // The chunk is written: a short wait for the peer's
-                    // acknowledgement lets the stop save the position
-                    // instead of sending the chunk again after a restart.
-                    match tokio::time::timeout(STOP_CONFIRM_GRACE, self.sink.confirm()).await {
-                        Ok(Ok(())) => Ok(()),
-                        _ => return Err(Cancelled),
+            let confirmed = {
+                let confirm = self.sink.confirm();
+                tokio::pin!(confirm);
+                tokio::select! {
+                    biased;
+                    r = &mut confirm => r,
+                    _ = cancel.cancelled() => {
+                        // The chunk is written: a short wait for the peer's
+                        // acknowledgement lets the stop save the position
+                        // instead of sending the chunk again after a restart.
+                        match tokio::time::timeout(STOP_CONFIRM_GRACE, &mut confirm).await {
+                            Ok(Ok(())) => Ok(()),
+                            _ => return Err(Cancelled),
+                        }
                     }
                 }
             };
@@ -339,25 +343,19 @@ impl<S: Sink> RouteTask<S> {
                     return;
                 }
             };
-            if self.cancel.is_cancelled() {
-                self.save(Progress {
-                    position: chunk.last_id,
-                    unconfirmed: chunk.last_id,
-                    entries: chunk.entries,
-                    lines: chunk.lines,
-                    bytes: chunk.buf.len() as i64,
-                    repeated,
-                })
-                .await;
-                return;
-            }
             // The next chunk is read before saving so that one statement
-            // both advances the position and marks the next write.
-            next = match self.d.build(Range::after(chunk.last_id), repeat_upto).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(route = %self.d.name, error = %e, "cannot read ahead");
-                    None
+            // both advances the position and marks the next write; a
+            // stop only saves.
+            let stopping = self.cancel.is_cancelled();
+            next = if stopping {
+                None
+            } else {
+                match self.d.build(Range::after(chunk.last_id), repeat_upto).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(route = %self.d.name, error = %e, "cannot read ahead");
+                        None
+                    }
                 }
             };
             let unconfirmed = next.as_ref().map_or(chunk.last_id, |c| {
@@ -376,6 +374,9 @@ impl<S: Sink> RouteTask<S> {
                 repeated,
             })
             .await;
+            if stopping {
+                return;
+            }
             last_save = tokio::time::Instant::now();
             skipped_to = None;
             marked = unconfirmed;
