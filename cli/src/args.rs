@@ -194,7 +194,9 @@ pub struct LogsArgs {
     #[arg(long, env = "JR_LOGS_CASE_SENSITIVE", value_name = "BOOL")]
     pub case_sensitive: Option<bool>,
 
-    /// Messages containing all these words (full-text index).
+    /// Messages containing all these words, in any order, through the
+    /// full-text index. Case and accents do not matter; a word with
+    /// punctuation ("10.0.0.1", "disk-full") must appear as written.
     #[arg(long, env = "JR_LOGS_SEARCH", value_name = "WORDS")]
     pub search: Option<String>,
 

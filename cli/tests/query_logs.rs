@@ -266,6 +266,28 @@ same_as_journalctl!(
     ["--search", "connection timeout"],
     ["-g", "connection timeout"]
 );
+// A word of several terms matches them in a row, whatever separates
+// them, in any case; the index alone would also take "full ... disk".
+same_as_journalctl!(
+    search_a_word_of_several_terms,
+    ["--search", "DISK-full"],
+    ["-g", "disk full"]
+);
+
+#[test]
+fn search_terms_out_of_order() {
+    rt().block_on(async {
+        let s = shipped().await;
+        let found = s.cluster.ok(&["logs", "-q", "--search", "full.disk"]).await;
+        assert_eq!(text(&found), "", "\"full disk\" is in no message");
+        // As two words, each may be anywhere.
+        let found = s
+            .cluster
+            .ok(&["logs", "-q", "-o", "cat", "--search", "full disk"])
+            .await;
+        assert_eq!(text(&found).lines().count(), 8, "{}", text(&found));
+    });
+}
 
 #[test]
 fn boots() {

@@ -23,6 +23,7 @@ pub mod query;
 pub mod server;
 pub mod sessions;
 pub mod signal;
+pub mod terms;
 
 pub use config::ServerConfig;
 pub use error::Error;

@@ -105,3 +105,106 @@ async fn searches_see_every_commit_and_live_searches_miss_nothing() {
     drop(live);
     server.stop().await;
 }
+
+/// Entry `seq`; a few mention the zebra, every third the needle.
+fn zebra_or_needle(seq: u64, zebras: &[u64]) -> Entry {
+    let mut e = maybe_needle(seq);
+    if zebras.contains(&seq) {
+        // One of them binary: a NUL and bytes that are not UTF-8.
+        let text = if seq == zebras[4] {
+            let mut text = b"\0\x01\xffa ZEBRA\nnot a needle, in entry ".to_vec();
+            text.extend_from_slice(seq.to_string().as_bytes());
+            text
+        } else {
+            format!("a ZEBRA, not a needle, in entry {seq}").into_bytes()
+        };
+        for f in &mut e.fields {
+            if f.name == "MESSAGE" {
+                f.value = text.clone().into();
+            }
+        }
+    }
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rare_and_common_words_are_found_in_every_block_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(&dir.path().join("s.db"))).await;
+    let mut agent = server.connect().await;
+    agent.hello(&machine(1)).await;
+    let block = jr_server::db::fts::BLOCK as u64;
+    // Both ends of blocks, and the first and the last entry.
+    let zebras = [1, block - 1, block, block + 1, 2 * block, 20_000];
+    let (mut prev, mut seq) = (String::new(), 0u64);
+    for batch in 1..=10 {
+        let entries: Vec<Entry> = (seq + 1..=seq + 2000)
+            .map(|s| zebra_or_needle(s, &zebras))
+            .collect();
+        seq += 2000;
+        prev = agent.batch(batch, &prev, entries).await;
+        agent.ack().await;
+    }
+    let pool = server.read().await;
+    tokio::time::timeout(WAIT, async {
+        while jr_server::db::fts::indexed(&pool).await.unwrap() < seq as i64 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the index reaches the newest entry");
+
+    let mut query = server.query().await;
+    let mut search = async |words: &str, limit: u32| {
+        let mut stream = query
+            .logs(LogsRequest {
+                search: words.into(),
+                limit,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut seqs = Vec::new();
+        while let Some(page) = stream.message().await.unwrap() {
+            for e in page.entries {
+                let m = e.fields.iter().find(|f| f.name == "MESSAGE").unwrap();
+                let text = String::from_utf8_lossy(&m.value).into_owned();
+                seqs.push(text.rsplit(' ').next().unwrap().parse::<u64>().unwrap());
+            }
+        }
+        seqs
+    };
+    // A word in a few blocks: each of its entries and no other of those
+    // blocks; any case; whole words only.
+    assert_eq!(search("zebra", 0).await, zebras);
+    assert_eq!(search("Zebra NEEDLE", 0).await, zebras);
+    assert_eq!(search(&format!("zebra entry {block}"), 0).await, [block]);
+    let binary = zebras[4];
+    assert_eq!(
+        search(&format!("in entry {binary} zebra"), 0).await,
+        [binary]
+    );
+    assert_eq!(search("zebr", 0).await, Vec::<u64>::new());
+    // A word in every block, with and without a limit.
+    let needles: Vec<u64> = (3..=seq)
+        .step_by(3)
+        .filter(|s| !zebras.contains(s))
+        .collect();
+    assert_eq!(
+        search("needle batch", 0).await.len(),
+        needles.len().min(10_000)
+    );
+    assert_eq!(
+        search("needle batch", 5).await,
+        needles[needles.len() - 5..]
+    );
+    assert_eq!(search("the needle in batch entry 19998", 0).await, [19998]);
+    // Words of several terms must appear as written.
+    assert_eq!(
+        search("batch-entry", 0).await.len(),
+        needles.len().min(10_000)
+    );
+    assert_eq!(search("entry-batch", 0).await, Vec::<u64>::new());
+    server.stop().await;
+}

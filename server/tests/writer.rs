@@ -194,12 +194,10 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
     let pool = read_pool(&path).await;
     assert_eq!(count(&pool).await, 2);
     // The rolled-back group left nothing in the full-text index either.
-    let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 2))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(upto, 2);
-    assert_eq!(matching(&pool, "message").await, vec![1, 2]);
+    assert_eq!(wait_indexed(&pool, 2).await, 2);
+    assert_eq!(matching(&pool, "message").await, vec![0]);
+    assert_eq!(matching(&pool, "1").await, vec![0]);
+    assert_eq!(matching(&pool, "399").await, Vec::<i64>::new());
     indexing.stop().await;
     let unit: Option<String> = sqlx::query_scalar("SELECT unit FROM journal ORDER BY id LIMIT 1")
         .fetch_one(&pool)
@@ -213,7 +211,23 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
     assert_eq!(cursor, small[1].cursor);
 }
 
-/// Entry ids whose message matches the full-text query `words`.
+/// Waits until the full-text index covers every entry up to `id`.
+async fn wait_indexed(pool: &SqlitePool, id: i64) -> i64 {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let upto = jr_server::db::fts::indexed(pool).await.unwrap();
+            if upto >= id {
+                return upto;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the index reaches the newest entry")
+}
+
+/// The index's blocks (rowid: entry id >> BLOCK_BITS) whose terms include
+/// every one of `words`.
 async fn matching(pool: &SqlitePool, words: &str) -> Vec<i64> {
     sqlx::query_scalar(
         "SELECT rowid FROM fts.entries_fts WHERE entries_fts MATCH ?1 ORDER BY rowid",
@@ -225,13 +239,14 @@ async fn matching(pool: &SqlitePool, words: &str) -> Vec<i64> {
 }
 
 #[tokio::test]
-async fn every_stored_message_is_indexed_once_and_deletes_follow() {
+async fn every_block_of_messages_is_indexed_and_its_row_goes_with_its_last_entry() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     let db = open(&path, Synchronous::Normal).await.unwrap();
-    // Small groups, so that the batches below span several commits.
+    // Small groups, so that the batches below span many commits and the
+    // newest block is indexed before it is full, then again.
     let bounds = Bounds {
-        commit_entries: 3,
+        commit_entries: 7,
         ..BOUNDS
     };
     let Running {
@@ -245,65 +260,93 @@ async fn every_stored_message_is_indexed_once_and_deletes_follow() {
     let (ca, cb) = (sessions.claim(&a), sessions.claim(&b));
     hello(&handle, &a).await;
     hello(&handle, &b).await;
+    let pool = read_pool(&path).await;
     let mut prev_a = String::new();
     let mut prev_b = String::new();
     for k in 0..4u64 {
-        let batch = entries(1 + k * 5..6 + k * 5);
-        let last = batch[4].cursor.clone();
+        let batch = entries(1 + k * 100..101 + k * 100);
+        let last = batch[99].cursor.clone();
         let r = commit(&handle, &a, ca.generation, &prev_a, batch).await;
         assert!(matches!(r, Ok(Response::Ack(_))), "{r:?}");
         prev_a = last;
         // One entry without MESSAGE: stored, not indexed.
-        let mut batch = entries(100 + k * 2..102 + k * 2);
+        let mut batch = entries(1000 + k * 2..1002 + k * 2);
         batch[1].fields.retain(|f| f.name != "MESSAGE");
         let last = batch[1].cursor.clone();
         let r = commit(&handle, &b, cb.generation, &prev_b, batch).await;
         assert!(matches!(r, Ok(Response::Ack(_))), "{r:?}");
         prev_b = last;
+        // The newest block, not full yet, is indexed once commits pause.
+        let newest = (k as i64 + 1) * 102;
+        assert_eq!(wait_indexed(&pool, newest).await, newest);
     }
     drop(handle);
     task.await.unwrap();
-
-    let pool = read_pool(&path).await;
-    assert_eq!(count(&pool).await, 28);
-    // The index reaches the newest entry on its own, after the commits.
-    let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 28))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(upto, 28);
-    let with_message: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM entries WHERE message IS NOT NULL ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(with_message.len(), 24);
-    assert_eq!(matching(&pool, "message").await, with_message);
-    let seventeen: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM entries WHERE message = CAST('message 17' AS BLOB)")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(seventeen.len(), 1);
-    assert_eq!(matching(&pool, "17").await, seventeen);
     indexing.stop().await;
 
-    // Deleting entries as retention does (index attached) takes them out
-    // of the index.
+    assert_eq!(count(&pool).await, 408);
+    let id_of = |message: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let id: i64 =
+                sqlx::query_scalar("SELECT id FROM entries WHERE message = CAST(?1 AS BLOB)")
+                    .bind(message)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            id >> jr_server::db::fts::BLOCK_BITS
+        }
+    };
+    let bits = jr_server::db::fts::BLOCK_BITS;
+    let all: Vec<i64> = (0..=408 >> bits).collect();
+    assert_eq!(matching(&pool, "message").await, all);
+    // Each term in the block of the entry that has it, and nowhere else:
+    // the first entry, the last and one written after its block had been
+    // indexed partly.
+    assert_eq!(matching(&pool, "1").await, vec![id_of("message 1").await]);
+    assert_eq!(
+        matching(&pool, "400").await,
+        vec![id_of("message 400").await]
+    );
+    assert_eq!(
+        matching(&pool, "1006").await,
+        vec![id_of("message 1006").await]
+    );
+    assert_eq!(matching(&pool, "1007").await, Vec::<i64>::new());
+    assert_eq!(
+        matching(&pool, "201 message").await,
+        vec![id_of("message 201").await]
+    );
+
+    // Deleting entries as retention does (index attached): a block's row
+    // stays while any of its entries does, and goes with the last.
     let mut rw = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&path)
         .connect()
         .await
         .unwrap();
-    jr_server::db::fts::attach_for_delete(&mut rw, &path)
-        .await
-        .unwrap();
-    rw.execute("DELETE FROM entries WHERE id <= 10")
-        .await
-        .unwrap();
-    jr_server::db::fts::detach(&mut rw).await.unwrap();
-    let left: Vec<i64> = with_message.into_iter().filter(|&id| id > 10).collect();
-    assert_eq!(matching(&pool, "message").await, left);
+    let block = jr_server::db::fts::BLOCK;
+    for (upto, left) in [
+        (10, all.clone()),
+        (block - 1, all[1..].to_vec()),
+        (block + 5, all[1..].to_vec()),
+        (408, vec![]),
+    ] {
+        jr_server::db::fts::attach_for_delete(&mut rw, &path)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM entries WHERE id <= ?1")
+            .bind(upto)
+            .execute(&mut rw)
+            .await
+            .unwrap();
+        jr_server::db::fts::detach(&mut rw).await.unwrap();
+        assert_eq!(
+            matching(&pool, "message").await,
+            left,
+            "after deleting up to {upto}"
+        );
+    }
     pool.close().await;
 }
 
@@ -345,15 +388,9 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
     let (_never, commits) = tokio::sync::watch::channel(0);
     let indexing = start_indexer(db.fts, commits).await;
     let pool = read_pool(&path).await;
-    let upto = tokio::time::timeout(WAIT, jr_server::db::fts::wait_indexed(&pool, 40))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(upto, 40);
-    assert_eq!(
-        matching(&pool, "message").await,
-        (1..=40).collect::<Vec<i64>>()
-    );
+    assert_eq!(wait_indexed(&pool, 40).await, 40);
+    assert_eq!(matching(&pool, "message").await, vec![0]);
+    assert_eq!(matching(&pool, "40").await, vec![0]);
     indexing.stop().await;
     pool.close().await;
     db.read.close().await;
@@ -370,22 +407,8 @@ async fn a_lost_or_foreign_index_is_rebuilt_from_the_entries() {
     let (_never, commits) = tokio::sync::watch::channel(0);
     let indexing = start_indexer(fts, commits).await;
     let pool = read_pool(&path).await;
-    let upto = tokio::time::timeout(WAIT, async {
-        loop {
-            let upto = jr_server::db::fts::indexed(&pool).await.unwrap();
-            if upto == 40 {
-                return upto;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(upto, 40);
-    assert_eq!(
-        matching(&pool, "message").await,
-        (1..=40).collect::<Vec<i64>>()
-    );
+    assert_eq!(wait_indexed(&pool, 40).await, 40);
+    assert_eq!(matching(&pool, "message").await, vec![0]);
     indexing.stop().await;
 }
 

@@ -8,21 +8,27 @@
 //! migrations/fts), and the [`Indexer`] fills it on a connection of its
 //! own after every commit, while the writer already stores the next group.
 //!
+//! What it holds: one row per block of [`BLOCK`] consecutive entry ids
+//! (rowid = id >> [`BLOCK_BITS`]), each distinct term of the block's
+//! messages once ([`crate::terms`]), without positions.
+//!
 //! Consistency: `fts_position.upto` is the entry id up to which the index
-//! is complete, committed together with the index rows. A search first
-//! waits until it reaches the newest entry id the search will read
-//! ([`wait_indexed`]), so it sees every entry committed before it began; a
-//! live search follows the index position instead of the newest id.
+//! is complete, committed together with the index rows. A search reads
+//! the blocks matching its terms and every id past `upto` (committed, not
+//! yet indexed), and checks each candidate's message, so it never waits
+//! for the index and never misses a commit.
 //! Retention's deletes leave the index through a trigger on the writer's
-//! connection, which attaches this file for the job ([`attach_for_delete`]).
-//! An id indexed from a snapshot taken just before its row was deleted
-//! stays in the index, harmless: searches join `entries`.
+//! connection, which attaches this file for the job ([`attach_for_delete`]):
+//! a block's row goes with its last entry. A row indexed from a snapshot
+//! taken just before its entries were deleted stays, harmless: searches
+//! join `entries`.
 //!
 //! At start-up the indexer catches up from `upto`: the whole table for a
 //! database whose index was just created (an older database, or a lost
 //! `-fts` file), with progress in the log.
 
 use crate::config::Synchronous;
+use crate::terms;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnection, SqlitePool};
 use sqlx::{ConnectOptions as _, Executor as _};
 use std::ffi::OsString;
@@ -30,6 +36,29 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+/// Entries are indexed in blocks of `BLOCK` consecutive ids, one index
+/// row per block holding each of its terms once: FTS5's work grows with
+/// the term occurrences it is given, and a block's messages repeat most
+/// of their words. A search expands the matching blocks into their ids
+/// and checks each candidate's message ([`crate::terms::Search`]).
+pub const BLOCK_BITS: i64 = 6;
+pub const BLOCK: i64 = 1 << BLOCK_BITS;
+
+/// The index row (block) that entry `id` belongs to.
+pub fn block_of(id: i64) -> i64 {
+    id >> BLOCK_BITS
+}
+
+/// The newest id that ends a block, at most `id`: where indexing whole
+/// blocks stops.
+fn whole_blocks(id: i64) -> i64 {
+    (block_of(id + 1) << BLOCK_BITS) - 1
+}
+
+/// How long the indexer waits for another commit before indexing a block
+/// that is not yet full.
+const IDLE: Duration = Duration::from_millis(100);
 
 /// Entry ids per indexing transaction: bounds how long the index's write
 /// lock is held (retention's deletes wait for it) and the memory of FTS5's
@@ -42,10 +71,6 @@ const AUTOMERGE: i64 = 8;
 /// FTS5's page size (its `pgsz` option's default), to turn a log budget
 /// into pages of merge work.
 const FTS_PAGE: u64 = 4050;
-/// How long a search waits for the index to reach the entries it reads.
-pub const SEARCH_WAIT: Duration = Duration::from_secs(30);
-/// Between two looks at the index position while a search waits.
-const WAIT_POLL: Duration = Duration::from_millis(10);
 /// A catch-up longer than this many entries logs its progress.
 const CATCH_UP_REPORT: i64 = 100_000;
 
@@ -81,13 +106,17 @@ pub async fn attach_for_delete(conn: &mut SqliteConnection, db: &Path) -> Result
     attach(conn, db).await?;
     // Trigger bodies may not qualify table names; `entries_fts` is only in
     // the attached file.
-    let made = conn
-        .execute(
-            "CREATE TEMP TRIGGER IF NOT EXISTS entries_fts_delete AFTER DELETE ON main.entries \
-             WHEN old.message IS NOT NULL \
-             BEGIN DELETE FROM entries_fts WHERE rowid = old.id; END",
-        )
-        .await;
+    // A block's row goes with the last of its entries; until then it
+    // stays whole (a candidate whose entry is gone is simply not found).
+    let trigger = format!(
+        "CREATE TEMP TRIGGER IF NOT EXISTS entries_fts_delete AFTER DELETE ON main.entries \
+         BEGIN DELETE FROM entries_fts WHERE rowid = old.id >> {BLOCK_BITS} \
+         AND NOT EXISTS (SELECT 1 FROM entries \
+         WHERE id BETWEEN (old.id >> {BLOCK_BITS}) << {BLOCK_BITS} \
+         AND ((old.id >> {BLOCK_BITS}) << {BLOCK_BITS}) + {last}); END",
+        last = BLOCK - 1
+    );
+    let made = conn.execute(trigger.as_str()).await;
     if let Err(e) = made {
         // Never leave the file attached to the writer's connection.
         let _ = detach(conn).await;
@@ -137,19 +166,6 @@ pub async fn indexed(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Waits until the index covers every entry up to `id`; returns where it
-/// stands, which is below `id` only when [`SEARCH_WAIT`] ran out.
-pub async fn wait_indexed(pool: &SqlitePool, id: i64) -> Result<i64, sqlx::Error> {
-    let started = Instant::now();
-    loop {
-        let upto = indexed(pool).await?;
-        if upto >= id || started.elapsed() >= SEARCH_WAIT {
-            return Ok(upto);
-        }
-        tokio::time::sleep(WAIT_POLL).await;
-    }
-}
-
 /// The task that keeps the index up with the committed entries.
 pub struct Indexer {
     conn: SqliteConnection,
@@ -160,6 +176,8 @@ pub struct Indexer {
     /// With `--max-db-size`: the pages of merge work per transaction (see
     /// [`Indexer::bounded`]).
     merge_pages: Option<i64>,
+    /// A block's terms, reused between blocks.
+    terms: Vec<u8>,
 }
 
 impl Indexer {
@@ -189,6 +207,7 @@ impl Indexer {
             upto,
             newest,
             merge_pages: None,
+            terms: Vec::new(),
         })
     }
 
@@ -222,16 +241,26 @@ impl Indexer {
     /// Indexes what is committed and then every commit announced on
     /// `commits`, until `shutdown`. What is left at shutdown is indexed
     /// at the next start.
+    ///
+    /// Whole blocks are indexed as soon as they are committed; the newest,
+    /// still filling, once no commit has come for [`IDLE`]. Under load a
+    /// block's row is so written once instead of at every commit, and
+    /// searches lose nothing meanwhile: they check the ids past the
+    /// index's position directly.
     pub async fn run(mut self, mut commits: watch::Receiver<i64>, shutdown: CancellationToken) {
         let mut target = self.newest;
         loop {
             target = target.max(*commits.borrow_and_update());
-            self.catch_up(target, &shutdown).await;
+            self.catch_up(whole_blocks(target), &shutdown).await;
+            let partial = self.upto < target;
             tokio::select! {
                 changed = commits.changed() => {
                     if changed.is_err() {
                         break;
                     }
+                }
+                _ = tokio::time::sleep(IDLE), if partial => {
+                    self.catch_up(target, &shutdown).await;
                 }
                 _ = shutdown.cancelled() => break,
             }
@@ -251,7 +280,8 @@ impl Indexer {
         let started = Instant::now();
         let mut last_report = Instant::now();
         while self.upto < target && !shutdown.is_cancelled() {
-            let end = (self.upto + CHUNK).min(target);
+            // Chunks end at block ends, so that no block is written twice.
+            let end = whole_blocks(self.upto + CHUNK).min(target);
             if let Err(e) = self.index(end).await {
                 // Nothing is lost: the next commit (or start) retries from
                 // the same position; searches wait for it meanwhile.
@@ -282,18 +312,40 @@ impl Indexer {
 
     /// Indexes the entries after the position up to `end` and moves the
     /// position, in one transaction.
+    ///
+    /// The block holding the first new id may already have a row (the
+    /// previous pass ended inside it): its row is written again from all
+    /// of its entries, at most [`BLOCK`] - 1 of them read a second time.
     async fn index(&mut self, end: i64) -> Result<(), sqlx::Error> {
+        let from = block_of(self.upto + 1) << BLOCK_BITS;
         self.conn.execute("BEGIN").await?;
         let done = async {
-            sqlx::query(
-                "INSERT INTO entries_fts(rowid, message) \
-                 SELECT id, CAST(message AS TEXT) FROM store.entries \
-                 WHERE id > ?1 AND id <= ?2 AND message IS NOT NULL",
+            // One row per block: its messages joined by a newline, which
+            // separates terms like any other punctuation.
+            let blocks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT id >> ?3, CAST(group_concat(message, X'0a') AS BLOB) \
+                 FROM store.entries \
+                 WHERE id >= ?1 AND id <= ?2 AND message IS NOT NULL \
+                 GROUP BY id >> ?3",
             )
-            .bind(self.upto)
+            .bind(from)
             .bind(end)
-            .execute(&mut self.conn)
+            .bind(BLOCK_BITS)
+            .fetch_all(&mut self.conn)
             .await?;
+            for (block, mut messages) in blocks {
+                let mut text = std::mem::take(&mut self.terms);
+                text.clear();
+                terms::block_text(&mut messages, &mut text);
+                // Terms are whole UTF-8 runs joined by spaces.
+                let text = String::from_utf8(text).map_err(|e| sqlx::Error::Decode(e.into()))?;
+                sqlx::query("INSERT OR REPLACE INTO entries_fts(rowid, terms) VALUES (?1, ?2)")
+                    .bind(block)
+                    .bind(text.as_str())
+                    .execute(&mut self.conn)
+                    .await?;
+                self.terms = text.into_bytes();
+            }
             sqlx::query("UPDATE fts_position SET upto = ?1")
                 .bind(end)
                 .execute(&mut self.conn)

@@ -18,13 +18,6 @@ pub enum QueryError {
     /// The server is stopping; a follower should reconnect.
     #[error("server is shutting down; reconnect to go on following")]
     ShuttingDown,
-    /// A text search would miss entries the full-text index has not
-    /// reached yet (it is being rebuilt, or far behind ingest).
-    #[error(
-        "the full-text index is still being built: entries up to id {indexed} of {newest} are searchable; \
-         retry shortly, or filter with --grep meanwhile"
-    )]
-    IndexBehind { indexed: i64, newest: i64 },
 }
 
 impl QueryError {
@@ -37,9 +30,7 @@ impl From<QueryError> for Status {
     fn from(e: QueryError) -> Status {
         match e {
             QueryError::Invalid(m) => Status::invalid_argument(m),
-            e @ (QueryError::ShuttingDown | QueryError::IndexBehind { .. }) => {
-                Status::unavailable(e.to_string())
-            }
+            e @ QueryError::ShuttingDown => Status::unavailable(e.to_string()),
             e @ QueryError::Storage(_) => {
                 tracing::error!(error = %e, "query failed");
                 Status::unavailable("the server could not read the store; see its log")

@@ -16,7 +16,6 @@
 use super::error::QueryError;
 use super::request::{Direction, Key, LogQuery, Resume};
 use super::sql::{self, StoredRow, Where};
-use crate::db::fts;
 use jr_proto::v1::{LogEntry, LogsResponse};
 use sqlx::SqlitePool;
 use std::time::Duration;
@@ -37,9 +36,6 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// A follower also looks at the store this often, in case a commit
 /// notification was missed or the writer provides none.
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
-/// How often a live search looks again while the full-text index trails
-/// the newest commit (it catches up within milliseconds).
-const INDEX_POLL: Duration = Duration::from_millis(20);
 
 pub type Tx = mpsc::Sender<Result<LogsResponse, Status>>;
 
@@ -126,18 +122,6 @@ async fn stream(
         Some(r) => r.snapshot,
         None => sql::last_id(pool).await?,
     };
-    if q.search.is_some() {
-        // Everything committed before the search began must be found.
-        let indexed = fts::wait_indexed(pool, snapshot)
-            .await
-            .map_err(QueryError::from)?;
-        if indexed < snapshot {
-            return Err(Stop::Failed(QueryError::IndexBehind {
-                indexed,
-                newest: snapshot,
-            }));
-        }
-    }
     let mut token = None;
     if let Some(w) = sql::conditions(pool, q).await? {
         let start = start(pool, q, &w, snapshot).await?;
@@ -273,15 +257,7 @@ async fn follow(
         .map_err(|_| Stop::Gone)?;
     let mut last = snapshot;
     loop {
-        let mut head = sql::last_id(pool).await?;
-        let mut behind = false;
-        if q.search.is_some() {
-            // A search follows the index, which trails the commits by a
-            // moment: entries past it would be missed for good.
-            let indexed = fts::indexed(pool).await.map_err(QueryError::from)?;
-            behind = indexed < head;
-            head = head.min(indexed);
-        }
+        let head = sql::last_id(pool).await?;
         if head > last {
             // Re-resolved each time: hosts, units and boots that appear
             // while following must be found.
@@ -321,7 +297,7 @@ async fn follow(
             _ = out.tx.closed() => return Err(Stop::Gone),
             _ = shutdown.cancelled() => return Err(Stop::Failed(QueryError::ShuttingDown)),
             _ = notified => {}
-            _ = tokio::time::sleep(if behind { INDEX_POLL } else { FOLLOW_POLL }) => {}
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
         }
     }
 }
@@ -337,6 +313,11 @@ fn accept(q: &LogQuery, row: StoredRow) -> Option<LogEntry> {
     } = row;
     if let Some(re) = &q.grep {
         if !message.as_deref().is_some_and(|m| re.is_match(m)) {
+            return None;
+        }
+    }
+    if let Some(s) = &q.search {
+        if !message.as_deref().is_some_and(|m| s.matches(m)) {
             return None;
         }
     }

@@ -4,6 +4,7 @@
 //! runs, and reported as [`QueryError::Invalid`] naming the bad value.
 
 use super::error::QueryError;
+use crate::terms::Search;
 use jr_proto::v1::{boot_selector, LogsRequest};
 use regex::bytes::{Regex, RegexBuilder};
 
@@ -103,8 +104,9 @@ pub struct LogQuery {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub grep: Option<Regex>,
-    /// An FTS5 query: every word of `--search` as a quoted phrase.
-    pub search: Option<String>,
+    /// `--search`: the index finds candidates, [`Search::matches`]
+    /// checks them.
+    pub search: Option<Search>,
     pub limit: u64,
     pub reverse: bool,
     pub resume: Option<Resume>,
@@ -160,16 +162,6 @@ fn compile_grep(pattern: &str, case_insensitive: bool) -> Result<Regex, QueryErr
                 regex_reason(&e)
             ))
         })
-}
-
-/// Every whitespace-separated word as an FTS5 phrase, so that operators
-/// and quotes in the input are searched for, not interpreted.
-fn fts_query(search: &str) -> Option<String> {
-    let words: Vec<String> = search
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
 }
 
 fn priority(v: Option<u32>, which: &str) -> Result<Option<i64>, QueryError> {
@@ -256,7 +248,7 @@ impl LogQuery {
             since,
             until,
             grep,
-            search: fts_query(&r.search),
+            search: Search::parse(&r.search).map_err(|e| QueryError::invalid(e.to_string()))?,
             limit: u64::from(r.limit),
             reverse: r.reverse,
             resume,
@@ -346,9 +338,21 @@ mod tests {
     }
 
     #[test]
-    fn search_words_are_quoted() {
-        assert_eq!(fts_query("  "), None);
-        assert_eq!(fts_query("a \"b OR"), Some("\"a\" \"\"\"b\" \"OR\"".into()));
+    fn search_words_become_terms_and_words_without_any_are_refused() {
+        let q = |text: &str| {
+            LogQuery::from_request(&LogsRequest {
+                search: text.into(),
+                ..Default::default()
+            })
+        };
+        assert_eq!(q("  ").unwrap().search, None);
+        let s = q("a \"b OR").unwrap().search.unwrap();
+        assert_eq!(s.fts_query(), "\"a\" \"b\" \"or\"");
+        let e = q("ok ---").unwrap_err();
+        assert!(
+            e.to_string().contains("\"---\" has no letters or digits"),
+            "{e}"
+        );
     }
 
     #[test]

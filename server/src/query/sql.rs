@@ -9,6 +9,8 @@
 
 use super::error::QueryError;
 use super::request::{Boot, Direction, Key, LogQuery};
+use crate::db::fts;
+use crate::terms::Search;
 use jr_journal::cursor::Cursor;
 use jr_proto::v1::LogEntry;
 use sqlx::sqlite::SqliteRow;
@@ -273,12 +275,109 @@ pub async fn conditions(pool: &SqlitePool, q: &LogQuery) -> Result<Option<Where>
         w.push("e.realtime_usec <= ?".into(), [Param::Int(u)]);
     }
     if let Some(search) = &q.search {
-        w.push(
-            "e.id IN (SELECT rowid FROM fts.entries_fts WHERE entries_fts MATCH ?)".into(),
-            [Param::Text(search.clone())],
-        );
+        let (text, params) = search_condition(pool, search).await?;
+        w.push(text, params);
     }
     Ok(Some(w))
+}
+
+/// A search whose terms are in at most this many blocks of the full-text
+/// index, and in at most half of them, has its matching ids listed first
+/// ([`search_condition`]). One in more blocks keeps the query's own index
+/// order and tests each row's block, so that `-n N` stops after N matches
+/// instead of first checking every candidate. Measured on 10 million
+/// entries: listing costs about 1.5 µs per candidate id, 400 ms for this
+/// many blocks.
+const EXPAND_BLOCKS: i64 = 4096;
+
+/// The condition for `--search`: the ids of the index's blocks that hold
+/// every term, and every id past the index's position (committed but
+/// not yet indexed). Both give candidates; accept() checks the message.
+async fn search_condition(
+    pool: &SqlitePool,
+    search: &Search,
+) -> Result<(String, [Param; 2]), QueryError> {
+    // Read before the blocks: the index only grows, so an id indexed
+    // meanwhile is in the second branch anyway.
+    let indexed = fts::indexed(pool).await?;
+    let query = search.fts_query();
+    let bits = fts::BLOCK_BITS;
+    let list_at_most = EXPAND_BLOCKS.min(((indexed >> bits) + 1) / 2);
+    let blocks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM fts.entries_fts WHERE entries_fts MATCH ?1 LIMIT ?2)",
+    )
+    .bind(&query)
+    .bind(list_at_most + 1)
+    .fetch_one(pool)
+    .await?;
+    if blocks <= list_at_most {
+        // Few blocks: their matching ids found once here, so that the
+        // query's pages read matches only, by primary key.
+        // One row per block, its entries as `<id> <length> <message>`:
+        // a row per entry costs more to hand over than to check.
+        let blocks: Vec<Vec<u8>> = sqlx::query_scalar(&format!(
+            "SELECT CAST(group_concat(e.id || ' ' || length(CAST(e.message AS BLOB)) || ' ' \
+             || e.message, '') AS BLOB) \
+             FROM fts.entries_fts f \
+             JOIN entries e ON e.id BETWEEN f.rowid << {bits} AND ((f.rowid + 1) << {bits}) - 1 \
+             WHERE f.entries_fts MATCH ?1 AND e.id <= ?2 AND e.message IS NOT NULL \
+             GROUP BY f.rowid"
+        ))
+        .bind(&query)
+        .bind(indexed)
+        .fetch_all(pool)
+        .await?;
+        let mut ids = Vec::new();
+        let mut whole = true;
+        for block in &blocks {
+            let mut messages = Messages(block);
+            for (id, message) in messages.by_ref() {
+                if search.matches(message) {
+                    ids.push(id.to_string());
+                }
+            }
+            whole &= messages.0.is_empty();
+        }
+        if !whole {
+            // Never expected; the plan below needs no such reading.
+            tracing::warn!(
+                "search: a block's messages could not be read back; testing every row instead"
+            );
+        } else {
+            return Ok((
+            "e.id IN (SELECT value FROM json_each(?) UNION ALL SELECT id FROM entries WHERE id > ?)"
+                .into(),
+            [Param::Text(format!("[{}]", ids.join(","))), Param::Int(indexed)],
+            ));
+        }
+    }
+    let text = format!(
+        "((e.id >> {bits}) IN (SELECT rowid FROM fts.entries_fts WHERE entries_fts MATCH ?) \
+         OR e.id > ?)"
+    );
+    Ok((text, [Param::Text(query), Param::Int(indexed)]))
+}
+
+/// The entries of one block as the few-blocks search reads them:
+/// `<id> <length> <message>` after one another.
+struct Messages<'a>(&'a [u8]);
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = (i64, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut number = || -> Option<u64> {
+            let end = self.0.iter().position(|&b| b == b' ')?;
+            let n = std::str::from_utf8(&self.0[..end]).ok()?.parse().ok()?;
+            self.0 = &self.0[end + 1..];
+            Some(n)
+        };
+        let id = i64::try_from(number()?).ok()?;
+        let len = usize::try_from(number()?).ok()?;
+        let message = self.0.get(..len)?;
+        self.0 = &self.0[len..];
+        Some((id, message))
+    }
 }
 
 const SELECT: &str = "SELECT e.id, e.realtime_usec, e.monotonic_usec, e.priority, e.message, \
