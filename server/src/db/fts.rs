@@ -284,7 +284,8 @@ impl Indexer {
             let end = whole_blocks(self.upto + CHUNK).min(target);
             if let Err(e) = self.index(end).await {
                 // Nothing is lost: the next commit (or start) retries from
-                // the same position; searches wait for it meanwhile.
+                // the same position; searches check the ids past it
+                // directly meanwhile.
                 tracing::warn!(error = %e, upto = self.upto, "full-text index: indexing failed; will retry");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
