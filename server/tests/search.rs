@@ -111,7 +111,7 @@ fn zebra_or_needle(seq: u64, zebras: &[u64]) -> Entry {
     let mut e = maybe_needle(seq);
     if zebras.contains(&seq) {
         // One of them binary: a NUL and bytes that are not UTF-8.
-        let text = if seq == zebras[4] {
+        let text = if zebras.get(4) == Some(&seq) {
             let mut text = b"\0\x01\xffa ZEBRA\nnot a needle, in entry ".to_vec();
             text.extend_from_slice(seq.to_string().as_bytes());
             text
@@ -206,5 +206,43 @@ async fn rare_and_common_words_are_found_in_every_block_of_the_index() {
         needles.len().min(10_000)
     );
     assert_eq!(search("entry-batch", 0).await, Vec::<u64>::new());
+
+    // Live: the newest stored zebra, then each one shipped later, whether
+    // the index has reached it yet or not.
+    let mut live = query
+        .logs(LogsRequest {
+            search: "zebra".into(),
+            follow: true,
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let later = [seq + 1, seq + block, seq + 3 * block + 7];
+    for batch in 11..=13 {
+        let entries: Vec<Entry> = (seq + 1..=seq + 2000)
+            .map(|s| zebra_or_needle(s, &later))
+            .collect();
+        seq += 2000;
+        prev = agent.batch(batch, &prev, entries).await;
+        agent.ack().await;
+    }
+    let want: Vec<u64> = std::iter::once(20_000).chain(later).collect();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let page = tokio::time::timeout(WAIT, live.message())
+            .await
+            .expect("live search keeps up")
+            .unwrap()
+            .expect("stream open");
+        for e in page.entries {
+            let m = e.fields.iter().find(|f| f.name == "MESSAGE").unwrap();
+            let text = String::from_utf8_lossy(&m.value).into_owned();
+            got.push(text.rsplit(' ').next().unwrap().parse::<u64>().unwrap());
+        }
+    }
+    assert_eq!(got, want);
+    drop(live);
     server.stop().await;
 }

@@ -123,7 +123,7 @@ async fn stream(
         None => sql::last_id(pool).await?,
     };
     let mut token = None;
-    if let Some(w) = sql::conditions(pool, q).await? {
+    if let Some(w) = sql::conditions(pool, q, 0).await? {
         let start = start(pool, q, &w, snapshot).await?;
         token = history(pool, q, &w, start, out).await?;
     }
@@ -261,7 +261,7 @@ async fn follow(
         if head > last {
             // Re-resolved each time: hosts, units and boots that appear
             // while following must be found.
-            match sql::conditions(pool, q).await? {
+            match sql::conditions(pool, q, last).await? {
                 None => last = head,
                 Some(w) => {
                     while last < head {

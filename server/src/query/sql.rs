@@ -224,9 +224,15 @@ async fn boot_ids(pool: &SqlitePool, boot: &Boot, hosts: &[i64]) -> Result<Vec<i
     }
 }
 
-/// The SQL conditions of `q`, or `None` when nothing stored can match
-/// (a glob that names nothing, a boot that does not exist).
-pub async fn conditions(pool: &SqlitePool, q: &LogQuery) -> Result<Option<Where>, QueryError> {
+/// The SQL conditions of `q` for entries with ids above `after`, or
+/// `None` when nothing stored can match (a glob that names nothing, a
+/// boot that does not exist). `after` only narrows what a search reads
+/// from the full-text index: a follower passes the last id it read.
+pub async fn conditions(
+    pool: &SqlitePool,
+    q: &LogQuery,
+    after: i64,
+) -> Result<Option<Where>, QueryError> {
     let mut w = Where::default();
     let hosts = host_ids(pool, &q.hosts).await?;
     if hosts.is_empty() {
@@ -275,7 +281,7 @@ pub async fn conditions(pool: &SqlitePool, q: &LogQuery) -> Result<Option<Where>
         w.push("e.realtime_usec <= ?".into(), [Param::Int(u)]);
     }
     if let Some(search) = &q.search {
-        let (text, params) = search_condition(pool, search).await?;
+        let (text, params) = search_condition(pool, search, after).await?;
         w.push(text, params);
     }
     Ok(Some(w))
@@ -296,17 +302,22 @@ const EXPAND_BLOCKS: i64 = 4096;
 async fn search_condition(
     pool: &SqlitePool,
     search: &Search,
-) -> Result<(String, [Param; 2]), QueryError> {
+    after: i64,
+) -> Result<(String, [Param; 3]), QueryError> {
     // Read before the blocks: the index only grows, so an id indexed
     // meanwhile is in the second branch anyway.
     let indexed = fts::indexed(pool).await?;
     let query = search.fts_query();
     let bits = fts::BLOCK_BITS;
-    let list_at_most = EXPAND_BLOCKS.min(((indexed >> bits) + 1) / 2);
+    let first = fts::block_of(after.max(0) + 1);
+    let in_range = (indexed >> bits) - first + 1;
+    let list_at_most = EXPAND_BLOCKS.min(in_range.max(0) / 2);
     let blocks: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM fts.entries_fts WHERE entries_fts MATCH ?1 LIMIT ?2)",
+        "SELECT count(*) FROM (SELECT 1 FROM fts.entries_fts \
+         WHERE entries_fts MATCH ?1 AND rowid >= ?2 LIMIT ?3)",
     )
     .bind(&query)
+    .bind(first)
     .bind(list_at_most + 1)
     .fetch_one(pool)
     .await?;
@@ -320,10 +331,13 @@ async fn search_condition(
              || e.message, '') AS BLOB) \
              FROM fts.entries_fts f \
              JOIN entries e ON e.id BETWEEN f.rowid << {bits} AND ((f.rowid + 1) << {bits}) - 1 \
-             WHERE f.entries_fts MATCH ?1 AND e.id <= ?2 AND e.message IS NOT NULL \
+             WHERE f.entries_fts MATCH ?1 AND f.rowid >= ?2 AND e.id > ?3 AND e.id <= ?4 \
+             AND e.message IS NOT NULL \
              GROUP BY f.rowid"
         ))
         .bind(&query)
+        .bind(first)
+        .bind(after)
         .bind(indexed)
         .fetch_all(pool)
         .await?;
@@ -345,17 +359,25 @@ async fn search_condition(
             );
         } else {
             return Ok((
-            "e.id IN (SELECT value FROM json_each(?) UNION ALL SELECT id FROM entries WHERE id > ?)"
-                .into(),
-            [Param::Text(format!("[{}]", ids.join(","))), Param::Int(indexed)],
+                "e.id IN (SELECT value FROM json_each(?) \
+                 UNION ALL SELECT id FROM entries WHERE id > MAX(?, ?))"
+                    .into(),
+                [
+                    Param::Text(format!("[{}]", ids.join(","))),
+                    Param::Int(indexed),
+                    Param::Int(after),
+                ],
             ));
         }
     }
     let text = format!(
-        "((e.id >> {bits}) IN (SELECT rowid FROM fts.entries_fts WHERE entries_fts MATCH ?) \
-         OR e.id > ?)"
+        "((e.id >> {bits}) IN (SELECT rowid FROM fts.entries_fts \
+         WHERE entries_fts MATCH ? AND rowid >= ?) OR e.id > ?)"
     );
-    Ok((text, [Param::Text(query), Param::Int(indexed)]))
+    Ok((
+        text,
+        [Param::Text(query), Param::Int(first), Param::Int(indexed)],
+    ))
 }
 
 /// The entries of one block as the few-blocks search reads them:
@@ -540,7 +562,7 @@ pub async fn last_id(pool: &SqlitePool) -> Result<i64, QueryError> {
 /// The query plans SQLite picks for a newest-first page of `q` (one per
 /// branch), for tests and benchmarks that check index use.
 pub async fn explain(pool: &SqlitePool, q: &LogQuery) -> Result<Vec<String>, QueryError> {
-    let Some(w) = conditions(pool, q).await? else {
+    let Some(w) = conditions(pool, q, 0).await? else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
