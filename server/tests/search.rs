@@ -91,15 +91,7 @@ async fn searches_see_every_commit_and_live_searches_miss_nothing() {
         agent.ack().await;
     }
     let want: Vec<u64> = (stored..=seq).step_by(3).collect();
-    let mut got = Vec::new();
-    while got.len() < want.len() {
-        let page = tokio::time::timeout(WAIT, live.message())
-            .await
-            .expect("live search keeps up")
-            .unwrap()
-            .expect("stream open");
-        got.extend(needles(&page.entries));
-    }
+    let got = next_live(&mut live, want.len()).await;
     assert_eq!(got, want, "every needle once, in commit order");
     assert_eq!(got.iter().collect::<HashSet<_>>().len(), got.len());
     drop(live);
@@ -127,6 +119,55 @@ fn zebra_or_needle(seq: u64, zebras: &[u64]) -> Entry {
     e
 }
 
+/// The sequence number an entry's message ends with.
+fn seq_of(e: &jr_proto::v1::LogEntry) -> u64 {
+    let m = e
+        .fields
+        .iter()
+        .find(|f| f.name == "MESSAGE")
+        .expect("MESSAGE");
+    let text = String::from_utf8_lossy(&m.value);
+    text.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// The sequence numbers of at least `n` more entries of a live search.
+async fn next_live(live: &mut tonic::Streaming<jr_proto::v1::LogsResponse>, n: usize) -> Vec<u64> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let page = tokio::time::timeout(WAIT, live.message())
+            .await
+            .expect("live search keeps up")
+            .unwrap()
+            .expect("stream open");
+        got.extend(needles(&page.entries));
+    }
+    got
+}
+
+/// What one agent has shipped so far.
+#[derive(Default)]
+struct Shipped {
+    batch: u64,
+    seq: u64,
+    prev: String,
+}
+
+impl Shipped {
+    /// Ships `batches` more batches of 2,000 entries, with the zebra in
+    /// the messages of `zebras`.
+    async fn zebras(&mut self, agent: &mut Agent, batches: u64, zebras: &[u64]) {
+        for _ in 0..batches {
+            self.batch += 1;
+            let entries: Vec<Entry> = (self.seq + 1..=self.seq + 2000)
+                .map(|s| zebra_or_needle(s, zebras))
+                .collect();
+            self.seq += 2000;
+            self.prev = agent.batch(self.batch, &self.prev, entries).await;
+            agent.ack().await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rare_and_common_words_are_found_in_every_block_of_the_index() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,15 +177,9 @@ async fn rare_and_common_words_are_found_in_every_block_of_the_index() {
     let block = jr_server::db::fts::BLOCK as u64;
     // Both ends of blocks, and the first and the last entry.
     let zebras = [1, block - 1, block, block + 1, 2 * block, 20_000];
-    let (mut prev, mut seq) = (String::new(), 0u64);
-    for batch in 1..=10 {
-        let entries: Vec<Entry> = (seq + 1..=seq + 2000)
-            .map(|s| zebra_or_needle(s, &zebras))
-            .collect();
-        seq += 2000;
-        prev = agent.batch(batch, &prev, entries).await;
-        agent.ack().await;
-    }
+    let mut shipped = Shipped::default();
+    shipped.zebras(&mut agent, 10, &zebras).await;
+    let seq = shipped.seq;
     let pool = server.read().await;
     tokio::time::timeout(WAIT, async {
         while jr_server::db::fts::indexed(&pool).await.unwrap() < seq as i64 {
@@ -167,11 +202,7 @@ async fn rare_and_common_words_are_found_in_every_block_of_the_index() {
             .into_inner();
         let mut seqs = Vec::new();
         while let Some(page) = stream.message().await.unwrap() {
-            for e in page.entries {
-                let m = e.fields.iter().find(|f| f.name == "MESSAGE").unwrap();
-                let text = String::from_utf8_lossy(&m.value).into_owned();
-                seqs.push(text.rsplit(' ').next().unwrap().parse::<u64>().unwrap());
-            }
+            seqs.extend(page.entries.iter().map(seq_of));
         }
         seqs
     };
@@ -220,28 +251,9 @@ async fn rare_and_common_words_are_found_in_every_block_of_the_index() {
         .unwrap()
         .into_inner();
     let later = [seq + 1, seq + block, seq + 3 * block + 7];
-    for batch in 11..=13 {
-        let entries: Vec<Entry> = (seq + 1..=seq + 2000)
-            .map(|s| zebra_or_needle(s, &later))
-            .collect();
-        seq += 2000;
-        prev = agent.batch(batch, &prev, entries).await;
-        agent.ack().await;
-    }
+    shipped.zebras(&mut agent, 3, &later).await;
     let want: Vec<u64> = std::iter::once(20_000).chain(later).collect();
-    let mut got = Vec::new();
-    while got.len() < want.len() {
-        let page = tokio::time::timeout(WAIT, live.message())
-            .await
-            .expect("live search keeps up")
-            .unwrap()
-            .expect("stream open");
-        for e in page.entries {
-            let m = e.fields.iter().find(|f| f.name == "MESSAGE").unwrap();
-            let text = String::from_utf8_lossy(&m.value).into_owned();
-            got.push(text.rsplit(' ').next().unwrap().parse::<u64>().unwrap());
-        }
-    }
+    let got = next_live(&mut live, want.len()).await;
     assert_eq!(got, want);
     drop(live);
     server.stop().await;
