@@ -50,10 +50,21 @@ pub fn block_of(id: i64) -> i64 {
     id >> BLOCK_BITS
 }
 
+/// The first entry id of `block`.
+fn first_id(block: i64) -> i64 {
+    block << BLOCK_BITS
+}
+
 /// The newest id that ends a block, at most `id`: where indexing whole
 /// blocks stops.
 fn whole_blocks(id: i64) -> i64 {
-    (block_of(id + 1) << BLOCK_BITS) - 1
+    first_id(block_of(id + 1)) - 1
+}
+
+/// SQL for "is one of the entry ids of block `block`" (an SQL expression),
+/// to follow an id column.
+pub fn in_block_sql(block: &str) -> String {
+    format!("BETWEEN ({block}) << {BLOCK_BITS} AND ((({block}) + 1) << {BLOCK_BITS}) - 1")
 }
 
 /// How long the indexer waits for another commit before indexing a block
@@ -108,13 +119,12 @@ pub async fn attach_for_delete(conn: &mut SqliteConnection, db: &Path) -> Result
     // the attached file.
     // A block's row goes with the last of its entries; until then it
     // stays whole (a candidate whose entry is gone is simply not found).
+    let block = format!("old.id >> {BLOCK_BITS}");
     let trigger = format!(
         "CREATE TEMP TRIGGER IF NOT EXISTS entries_fts_delete AFTER DELETE ON main.entries \
-         BEGIN DELETE FROM entries_fts WHERE rowid = old.id >> {BLOCK_BITS} \
-         AND NOT EXISTS (SELECT 1 FROM entries \
-         WHERE id BETWEEN (old.id >> {BLOCK_BITS}) << {BLOCK_BITS} \
-         AND ((old.id >> {BLOCK_BITS}) << {BLOCK_BITS}) + {last}); END",
-        last = BLOCK - 1
+         BEGIN DELETE FROM entries_fts WHERE rowid = {block} \
+         AND NOT EXISTS (SELECT 1 FROM entries WHERE id {in_block}); END",
+        in_block = in_block_sql(&block),
     );
     let made = conn.execute(trigger.as_str()).await;
     if let Err(e) = made {
@@ -176,8 +186,6 @@ pub struct Indexer {
     /// With `--max-db-size`: the pages of merge work per transaction (see
     /// [`Indexer::bounded`]).
     merge_pages: Option<i64>,
-    /// A block's terms, reused between blocks.
-    terms: Vec<u8>,
 }
 
 impl Indexer {
@@ -207,7 +215,6 @@ impl Indexer {
             upto,
             newest,
             merge_pages: None,
-            terms: Vec::new(),
         })
     }
 
@@ -318,7 +325,7 @@ impl Indexer {
     /// previous pass ended inside it): its row is written again from all
     /// of its entries, at most [`BLOCK`] - 1 of them read a second time.
     async fn index(&mut self, end: i64) -> Result<(), sqlx::Error> {
-        let from = block_of(self.upto + 1) << BLOCK_BITS;
+        let from = first_id(block_of(self.upto + 1));
         self.conn.execute("BEGIN").await?;
         let done = async {
             // One row per block: its messages joined by a newline, which
@@ -335,8 +342,7 @@ impl Indexer {
             .fetch_all(&mut self.conn)
             .await?;
             for (block, mut messages) in blocks {
-                let mut text = std::mem::take(&mut self.terms);
-                text.clear();
+                let mut text = Vec::new();
                 terms::block_text(&mut messages, &mut text);
                 // Terms are whole UTF-8 runs joined by spaces.
                 let text = String::from_utf8(text).map_err(|e| sqlx::Error::Decode(e.into()))?;
@@ -345,7 +351,6 @@ impl Indexer {
                     .bind(text.as_str())
                     .execute(&mut self.conn)
                     .await?;
-                self.terms = text.into_bytes();
             }
             sqlx::query("UPDATE fts_position SET upto = ?1")
                 .bind(end)

@@ -330,10 +330,11 @@ async fn search_condition(
             "SELECT CAST(group_concat(e.id || ' ' || length(CAST(e.message AS BLOB)) || ' ' \
              || e.message, '') AS BLOB) \
              FROM fts.entries_fts f \
-             JOIN entries e ON e.id BETWEEN f.rowid << {bits} AND ((f.rowid + 1) << {bits}) - 1 \
+             JOIN entries e ON e.id {in_block} \
              WHERE f.entries_fts MATCH ?1 AND f.rowid >= ?2 AND e.id > ?3 AND e.id <= ?4 \
              AND e.message IS NOT NULL \
-             GROUP BY f.rowid"
+             GROUP BY f.rowid",
+            in_block = fts::in_block_sql("f.rowid"),
         ))
         .bind(&query)
         .bind(first)
