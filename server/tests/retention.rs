@@ -177,11 +177,10 @@ async fn old_entries_are_deleted_while_ingest_runs() {
     assert_eq!(server.search("entry1").await, 0, "entry 1 was old");
     // A block's row stays while any of its entries does (a fresh entry
     // can share a block with old ones), and goes with the last.
-    let bits = jr_server::db::fts::BLOCK_BITS;
     let fts_old: i64 = sqlx::query_scalar(&format!(
         "SELECT COUNT(*) FROM fts.entries_fts f WHERE entries_fts MATCH 'stalemark' \
-         AND NOT EXISTS (SELECT 1 FROM entries \
-         WHERE id BETWEEN f.rowid << {bits} AND ((f.rowid + 1) << {bits}) - 1)"
+         AND NOT EXISTS (SELECT 1 FROM entries WHERE id {})",
+        jr_server::db::fts::in_block_sql("f.rowid")
     ))
     .fetch_one(&pool)
     .await

@@ -14,15 +14,20 @@ use std::collections::HashSet;
 fn maybe_needle(seq: u64) -> Entry {
     let mut e = entry(seq);
     if seq.is_multiple_of(3) {
-        for f in &mut e.fields {
-            if f.name == "MESSAGE" {
-                f.value = format!("found the needle in batch entry {seq}")
-                    .into_bytes()
-                    .into();
-            }
-        }
+        set_message(
+            &mut e,
+            format!("found the needle in batch entry {seq}").into_bytes(),
+        );
     }
     e
+}
+
+fn set_message(e: &mut Entry, text: Vec<u8>) {
+    for f in &mut e.fields {
+        if f.name == "MESSAGE" {
+            f.value = text.clone().into();
+        }
+    }
 }
 
 /// Sequence numbers of the needle entries in `entries`.
@@ -30,14 +35,9 @@ fn needles(entries: &[jr_proto::v1::LogEntry]) -> Vec<u64> {
     entries
         .iter()
         .map(|e| {
-            let message = e
-                .fields
-                .iter()
-                .find(|f| f.name == "MESSAGE")
-                .expect("MESSAGE");
-            let text = String::from_utf8_lossy(&message.value);
+            let text = message_of(e);
             assert!(text.contains("needle"), "{text:?} does not match");
-            text.rsplit(' ').next().unwrap().parse().unwrap()
+            seq_of(e)
         })
         .collect()
 }
@@ -110,24 +110,23 @@ fn zebra_or_needle(seq: u64, zebras: &[u64]) -> Entry {
         } else {
             format!("a ZEBRA, not a needle, in entry {seq}").into_bytes()
         };
-        for f in &mut e.fields {
-            if f.name == "MESSAGE" {
-                f.value = text.clone().into();
-            }
-        }
+        set_message(&mut e, text);
     }
     e
 }
 
-/// The sequence number an entry's message ends with.
-fn seq_of(e: &jr_proto::v1::LogEntry) -> u64 {
+fn message_of(e: &jr_proto::v1::LogEntry) -> String {
     let m = e
         .fields
         .iter()
         .find(|f| f.name == "MESSAGE")
         .expect("MESSAGE");
-    let text = String::from_utf8_lossy(&m.value);
-    text.rsplit(' ').next().unwrap().parse().unwrap()
+    String::from_utf8_lossy(&m.value).into_owned()
+}
+
+/// The sequence number an entry's message ends with.
+fn seq_of(e: &jr_proto::v1::LogEntry) -> u64 {
+    message_of(e).rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 /// The sequence numbers of at least `n` more entries of a live search.
@@ -181,13 +180,7 @@ async fn rare_and_common_words_are_found_in_every_block_of_the_index() {
     shipped.zebras(&mut agent, 10, &zebras).await;
     let seq = shipped.seq;
     let pool = server.read().await;
-    tokio::time::timeout(WAIT, async {
-        while jr_server::db::fts::indexed(&pool).await.unwrap() < seq as i64 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the index reaches the newest entry");
+    wait_indexed(&pool, seq as i64).await;
 
     let mut query = server.query().await;
     let mut search = async |words: &str, limit: u32| {

@@ -211,21 +211,6 @@ async fn a_failed_commit_stores_nothing_and_the_writer_goes_on() {
     assert_eq!(cursor, small[1].cursor);
 }
 
-/// Waits until the full-text index covers every entry up to `id`.
-async fn wait_indexed(pool: &SqlitePool, id: i64) -> i64 {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let upto = jr_server::db::fts::indexed(pool).await.unwrap();
-            if upto >= id {
-                return upto;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the index reaches the newest entry")
-}
-
 /// The index's blocks (rowid: entry id >> BLOCK_BITS) whose terms include
 /// every one of `words`.
 async fn matching(pool: &SqlitePool, words: &str) -> Vec<i64> {

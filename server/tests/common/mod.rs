@@ -123,6 +123,21 @@ pub async fn read_pool(db: &Path) -> SqlitePool {
         .expect("open db for reading")
 }
 
+/// Waits until the full-text index covers every entry up to `id`.
+pub async fn wait_indexed(pool: &SqlitePool, id: i64) -> i64 {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let upto = jr_server::db::fts::indexed(pool).await.unwrap();
+            if upto >= id {
+                return upto;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the index reaches the newest entry")
+}
+
 pub async fn count(pool: &SqlitePool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM journal")
         .fetch_one(pool)
