@@ -16,13 +16,26 @@
 //! when the log passes it, the writer's own checkpoint copies the little
 //! this task has not yet copied, finishes, and the log starts over.
 
-use sqlx::SqliteConnection;
+use sqlx::{Executor as _, SqliteConnection};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Log pages (64 MiB of 4 KiB pages) after which the writer's commit
-/// checkpoints itself. `--max-db-size` lowers it (see `retention`).
-pub const WRITER_AUTOCHECKPOINT: i64 = 16384;
+/// Bytes of log after which the writer's commit checkpoints itself.
+/// `--max-db-size` lowers it (see `retention`).
+pub const WRITER_AUTOCHECKPOINT: i64 = 64 << 20;
+
+/// Sets the writer's automatic checkpoint to [`WRITER_AUTOCHECKPOINT`]
+/// bytes, in pages of this database's size (SQLite counts in pages, and
+/// a database keeps the page size it was created with).
+pub async fn bound_writer_log(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    let pages = WRITER_AUTOCHECKPOINT / page_size.max(512);
+    conn.execute(format!("PRAGMA wal_autocheckpoint = {pages}").as_str())
+        .await?;
+    Ok(())
+}
 
 /// Runs a `PASSIVE` checkpoint after every commit announced on `commits`
 /// (several commits that happen during one checkpoint are served by the

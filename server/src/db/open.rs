@@ -21,6 +21,13 @@ const READ_POOL_SIZE: u32 = 4;
 /// Prepared statements kept per connection: the writer uses a handful of
 /// insert shapes, the query service more.
 const STATEMENT_CACHE: usize = 256;
+/// Page size of a database (and index file) created by this server; an
+/// existing one keeps the size it was created with. Rows are about a KiB,
+/// so a 4 KiB page held three or four and the table split a page every few
+/// inserts. With 16 KiB pages `jr-bench ingest` measured 7% less server CPU
+/// and 6% fewer bytes per entry; 64 KiB pages did worse than 16 again (each
+/// index page touched by a commit is written whole to the log).
+pub const PAGE_SIZE: u32 = 16 << 10;
 
 #[derive(Debug, Error)]
 pub enum OpenError {
@@ -51,6 +58,7 @@ pub(crate) fn options(path: &Path, synchronous: Synchronous) -> SqliteConnectOpt
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
+        .page_size(PAGE_SIZE)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(match synchronous {
             Synchronous::Normal => SqliteSynchronous::Normal,
@@ -83,11 +91,10 @@ pub async fn open(path: &Path, synchronous: Synchronous) -> Result<Database, Ope
     // database created without it this changes nothing.
     let mut write = options(path, synchronous)
         .auto_vacuum(SqliteAutoVacuum::Incremental)
-        .pragma(
-            "wal_autocheckpoint",
-            crate::db::checkpoint::WRITER_AUTOCHECKPOINT.to_string(),
-        )
         .connect()
+        .await
+        .map_err(open_err)?;
+    crate::db::checkpoint::bound_writer_log(&mut write)
         .await
         .map_err(open_err)?;
     sqlx::migrate!("../migrations")

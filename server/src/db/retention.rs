@@ -75,9 +75,9 @@ pub const CHUNK_ROWS: i64 = 2000;
 /// Pause between two chunks deleted by age, so that ingest and queries
 /// get the database between them even when the writer is idle.
 const CHUNK_PAUSE: Duration = Duration::from_millis(5);
-/// Most pages given back per `incremental_vacuum` step (16 MiB of 4 KiB
-/// pages); with a small size limit, fewer (see [`wal_budget`]).
-const VACUUM_PAGES: i64 = 4096;
+/// Most bytes given back per `incremental_vacuum` step; with a small size
+/// limit, fewer (see [`wal_budget`]).
+const VACUUM_BYTES: u64 = 16 << 20;
 /// Shortest time between two size checks prompted by commits.
 const SIZE_CHECK_GAP: Duration = Duration::from_millis(5);
 /// Deleting by size starts above this share of the limit ...
@@ -818,15 +818,12 @@ impl Retention {
     /// Pages one vacuum step gives back: bounded by the log's budget
     /// with a size limit.
     async fn vacuum_step(&self) -> Result<i64, RetentionError> {
-        Ok(match self.policy.max_db_size {
-            Some(limit) => {
-                let page = self.measure().await?.page_size.max(512);
-                i64::try_from(wal_budget(limit) / page)
-                    .unwrap_or(VACUUM_PAGES)
-                    .clamp(16, VACUUM_PAGES)
-            }
-            None => VACUUM_PAGES,
-        })
+        let page = self.measure().await?.page_size.max(512);
+        let bytes = match self.policy.max_db_size {
+            Some(limit) => wal_budget(limit).min(VACUUM_BYTES),
+            None => VACUUM_BYTES,
+        };
+        Ok(i64::try_from(bytes / page).unwrap_or(i64::MAX).max(16))
     }
 
     async fn vacuum(&self, shutdown: &CancellationToken) -> Result<u64, RetentionError> {
