@@ -46,6 +46,11 @@ async fn round_trip(packed: bool) {
             field("SYSLOG_IDENTIFIER", b"systemd"),
             field("CONTAINER_NAME", b"web-1"),
             field("BINARY_FIELD", b"\0\x01\x02"),
+            // Values the row already has are stored as references to it;
+            // another machine's id is not the host's and is kept as is.
+            field("_BOOT_ID", BOOT.as_bytes()),
+            field("_MACHINE_ID", m.as_bytes()),
+            field("_MACHINE_ID", machine(9).as_bytes()),
         ],
     };
     // A cursor that parses but is not in sd-journal's canonical spelling
@@ -104,7 +109,13 @@ async fn round_trip(packed: bool) {
         assert_eq!(row.get::<String, _>("host"), format!("host-{}", &m[..4]));
         let message: Option<Vec<u8>> = row.get("message");
         let fields: Vec<u8> = row.get("fields");
-        let decoded = jr_journal::stored::decode_fields(&fields, message.as_deref()).unwrap();
+        let boot_id: Option<String> = row.get("boot_id");
+        let values = jr_journal::stored::RowValues {
+            message: message.as_deref(),
+            boot_id: boot_id.as_deref().map(str::as_bytes),
+            machine_id: Some(m.as_bytes()),
+        };
+        let decoded = jr_journal::stored::decode_fields(&fields, &values).unwrap();
         assert_eq!(decoded, e.fields, "every field, byte for byte");
     }
     let s = &rows[1];
@@ -116,6 +127,10 @@ async fn round_trip(packed: bool) {
     assert_eq!(s.get::<i64, _>("priority"), 3);
     assert_eq!(s.get::<i64, _>("pid"), 1);
     assert_eq!(s.get::<String, _>("boot_id"), BOOT);
+    let blob = s.get::<Vec<u8>, _>("fields");
+    let holds = |text: &str| blob.windows(text.len()).any(|w| w == text.as_bytes());
+    assert!(!holds(BOOT) && !holds(&m), "referred to, not repeated");
+    assert!(holds(&machine(9)));
     assert_eq!(rows[0].get::<Vec<u8>, _>("message"), b"message 6");
     assert_eq!(rows[0].get::<String, _>("unit"), "test-0.service");
     assert_eq!(rows[0].get::<Option<String>, _>("about_unit"), None);

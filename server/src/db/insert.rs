@@ -10,7 +10,7 @@
 use crate::db::intern::Interner;
 use jr_journal::cursor::Cursor;
 use jr_journal::labels::Labels;
-use jr_journal::stored::encode_fields;
+use jr_journal::stored::{encode_fields, RowValues};
 use jr_proto::v1::Entry;
 use sqlx::SqliteConnection;
 use std::fmt::Write as _;
@@ -93,20 +93,14 @@ impl Inserter {
         conn: &mut SqliteConnection,
         interner: &mut Interner,
         host_id: i64,
+        machine_id: &str,
         entries: &[Entry],
     ) -> Result<(u64, Option<i64>), sqlx::Error> {
         self.blobs.clear();
         let mut rows: Vec<Row<'_>> = Vec::with_capacity(entries.len());
-        // Encoding first, rows after: rows borrow the finished buffer.
-        let mut spans = Vec::with_capacity(entries.len());
-        for e in entries {
-            let start = self.blobs.len();
-            encode_fields(&e.fields, &mut self.blobs);
-            spans.push(start..self.blobs.len());
-        }
         self.units.clear();
-        for (e, span) in entries.iter().zip(spans) {
-            let r = row(conn, interner, &mut self.cursor_text, e, span).await?;
+        for e in entries {
+            let r = row(conn, interner, self.scratch(machine_id), e).await?;
             if let Some(unit_id) = r.unit_id {
                 count_unit(&mut self.units, unit_id, r.realtime_usec);
             }
@@ -144,6 +138,14 @@ impl Inserter {
         Ok((rows.len() as u64, last_id))
     }
 
+    fn scratch<'s>(&'s mut self, machine_id: &'s str) -> Scratch<'s> {
+        Scratch {
+            blobs: &mut self.blobs,
+            cursor_text: &mut self.cursor_text,
+            machine_id,
+        }
+    }
+
     /// Entries per unit of the batch last passed to [`Inserter::insert`].
     pub fn unit_counts(&self) -> &[UnitCount] {
         &self.units
@@ -167,14 +169,27 @@ fn count_unit(units: &mut Vec<UnitCount>, unit_id: i64, realtime_usec: i64) {
     }
 }
 
-/// Builds the row of one entry, interning its labels.
+/// What building a row needs besides the entry: the batch's buffers and
+/// its host's machine id.
+struct Scratch<'s> {
+    blobs: &'s mut Vec<u8>,
+    cursor_text: &'s mut String,
+    machine_id: &'s str,
+}
+
+/// Builds the row of one entry, interning its labels and appending its
+/// encoded fields to the batch's buffer.
 async fn row<'a>(
     conn: &mut SqliteConnection,
     interner: &mut Interner,
-    cursor_text: &mut String,
+    scratch: Scratch<'_>,
     e: &'a Entry,
-    fields: Range<usize>,
 ) -> Result<Row<'a>, sqlx::Error> {
+    let Scratch {
+        blobs,
+        cursor_text,
+        machine_id,
+    } = scratch;
     let labels = Labels::of(&e.fields);
     // The view rebuilds the cursor from its parts and the entry's own
     // timestamps; keep the text whole when that would not give it back.
@@ -201,6 +216,18 @@ async fn row<'a>(
             Some(e.cursor.as_str()),
         ),
     };
+    // The boot id the row stores: the cursor's, or without one the field's.
+    let boot_id_text = parts
+        .as_ref()
+        .map(|c| c.boot_id.as_str())
+        .or(labels.boot_id);
+    let start = blobs.len();
+    let values = RowValues {
+        message: labels.message,
+        boot_id: boot_id_text.map(str::as_bytes),
+        machine_id: Some(machine_id.as_bytes()),
+    };
+    encode_fields(&e.fields, &values, blobs);
     Ok(Row {
         realtime_usec: int(e.realtime_usec),
         monotonic_usec: int(e.monotonic_usec),
@@ -216,7 +243,7 @@ async fn row<'a>(
         priority: labels.priority.map(i64::from),
         pid: labels.pid,
         message: labels.message,
-        fields,
+        fields: start..blobs.len(),
     })
 }
 

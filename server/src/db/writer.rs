@@ -358,7 +358,7 @@ impl Writer {
                         return Ok(Pending::err(reply, e));
                     }
                 };
-                match self.store(&host, &batch).await {
+                match self.store(&host, &machine_id, &batch).await {
                     Ok((state, stored)) => {
                         let ack = Ack {
                             seq: batch.seq,
@@ -427,11 +427,18 @@ impl Writer {
     async fn store(
         &mut self,
         host: &HostState,
+        machine_id: &str,
         batch: &Batch,
     ) -> Result<(HostState, u64), sqlx::Error> {
         let (stored, last_id) = self
             .inserter
-            .insert(&mut self.conn, &mut self.interner, host.id, &batch.entries)
+            .insert(
+                &mut self.conn,
+                &mut self.interner,
+                host.id,
+                machine_id,
+                &batch.entries,
+            )
             .await?;
         if last_id.is_some() {
             self.last_id = last_id;

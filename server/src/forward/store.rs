@@ -26,6 +26,8 @@ pub struct Row {
     pub id: i64,
     pub host: String,
     pub machine_id: String,
+    /// `None` for an entry stored without a boot id.
+    pub boot_id: Option<String>,
     pub unit: Option<String>,
     pub about_unit: Option<String>,
     pub container: Option<String>,
@@ -41,7 +43,12 @@ impl Row {
     /// Every field of the entry; empty (and logged) when the stored blob
     /// does not decode.
     pub fn fields(&self) -> Vec<jr_proto::v1::Field> {
-        match jr_journal::stored::decode_fields(&self.fields, self.message.as_deref()) {
+        let values = jr_journal::stored::RowValues {
+            message: self.message.as_deref(),
+            boot_id: self.boot_id.as_deref().map(str::as_bytes),
+            machine_id: Some(self.machine_id.as_bytes()),
+        };
+        match jr_journal::stored::decode_fields(&self.fields, &values) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(entry = self.id, error = %e, "stored fields do not decode");
@@ -79,9 +86,11 @@ impl Range {
 }
 
 const READ: &str = "SELECT e.id, h.hostname, h.machine_id, u.name AS unit, au.name AS about_unit, \
-     c.value AS container, i.value AS identifier, e.priority, e.realtime_usec, e.message, e.fields \
+     c.value AS container, i.value AS identifier, e.priority, e.realtime_usec, e.message, e.fields, \
+     b.value AS boot_id \
      FROM entries e \
      JOIN hosts h ON h.id = e.host_id \
+     LEFT JOIN strings b ON b.id = e.boot_id \
      LEFT JOIN units u ON u.id = e.unit_id \
      LEFT JOIN units au ON au.id = e.about_unit_id \
      LEFT JOIN strings c ON c.id = e.container_id \
@@ -112,6 +121,7 @@ pub async fn read(
             id: r.try_get(0)?,
             host: r.try_get(1)?,
             machine_id: r.try_get(2)?,
+            boot_id: r.try_get(11)?,
             unit: r.try_get(3)?,
             about_unit: r.try_get(4)?,
             container: r.try_get(5)?,

@@ -230,13 +230,27 @@ mod tests {
                 name: "MESSAGE".into(),
                 value: bytes::Bytes::from_static(b"hi \xff"),
             },
+            jr_proto::v1::Field {
+                name: "_BOOT_ID".into(),
+                value: bytes::Bytes::from_static(b"b0"),
+            },
+            jr_proto::v1::Field {
+                name: "_MACHINE_ID".into(),
+                value: bytes::Bytes::from_static(b"m"),
+            },
         ];
         let mut blob = Vec::new();
-        jr_journal::stored::encode_fields(&fields, &mut blob);
+        let values = jr_journal::stored::RowValues {
+            message: Some(b"hi \xff"),
+            boot_id: Some(b"b0"),
+            machine_id: Some(b"m"),
+        };
+        jr_journal::stored::encode_fields(&fields, &values, &mut blob);
         Row {
             id: 1,
             host: "web".into(),
             machine_id: "m".into(),
+            boot_id: Some("b0".into()),
             unit: Some("nginx.service".into()),
             about_unit: None,
             container: None,
@@ -263,9 +277,10 @@ mod tests {
     fn every_placeholder_renders() {
         assert_eq!(
             render(
-                "{{{priority}/{priority_name}}} {_PID} {container} {timestamp} {timestamp_usec}"
+                "{{{priority}/{priority_name}}} {_PID} {container} {timestamp} {timestamp_usec} \
+                 {_BOOT_ID} {_MACHINE_ID}"
             ),
-            "{3/err} 42 - 2023-11-14T22:13:20.000001Z 1700000000000001"
+            "{3/err} 42 - 2023-11-14T22:13:20.000001Z 1700000000000001 b0 m"
         );
         assert_eq!(render("{timestamp_short}").len(), "Nov 14 22:13:20".len());
     }

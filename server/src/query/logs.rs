@@ -321,7 +321,12 @@ fn accept(q: &LogQuery, row: StoredRow) -> Option<LogEntry> {
             return None;
         }
     }
-    match jr_journal::stored::decode_fields(&blob, message.as_deref()) {
+    let values = jr_journal::stored::RowValues {
+        message: message.as_deref(),
+        boot_id: Some(entry.boot_id.as_bytes()),
+        machine_id: Some(entry.machine_id.as_bytes()),
+    };
+    match jr_journal::stored::decode_fields(&blob, &values) {
         Ok(fields) => entry.fields = fields,
         Err(e) => {
             tracing::warn!(id = entry.id, error = %e, "skipping stored entry whose fields cannot be decoded");
