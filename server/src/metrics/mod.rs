@@ -220,7 +220,8 @@ impl Counters {
         );
         r.register(
             "jr_server_entries_rejected",
-            "Entries in batches refused, by reason (the agent resends them after reconnecting)",
+            "Entries in batches refused, by reason (the agent resends them after reconnecting; \
+             a packed batch that does not unpack counts no entries)",
             self.entries_rejected.clone(),
         );
         r.register(

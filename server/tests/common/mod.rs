@@ -38,6 +38,8 @@ pub fn config(db: &Path) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".into(),
         db: db.to_owned(),
+        // Servers of tests run side by side; none is scraped.
+        metrics_listen: Some("none".into()),
         ..ServerConfig::default()
     }
 }
