@@ -28,11 +28,13 @@
 //! `-fts` file), with progress in the log.
 
 use crate::config::Synchronous;
+use crate::db::rows;
 use crate::terms;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnection, SqlitePool};
 use sqlx::{ConnectOptions as _, Executor as _};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -341,16 +343,20 @@ impl Indexer {
             .bind(BLOCK_BITS)
             .fetch_all(&mut self.conn)
             .await?;
+            let mut rows = Vec::with_capacity(blocks.len());
             for (block, mut messages) in blocks {
                 let mut text = Vec::new();
                 terms::block_text(&mut messages, &mut text);
                 // Terms are whole UTF-8 runs joined by spaces.
                 let text = String::from_utf8(text).map_err(|e| sqlx::Error::Decode(e.into()))?;
-                sqlx::query("INSERT OR REPLACE INTO entries_fts(rowid, terms) VALUES (?1, ?2)")
-                    .bind(block)
-                    .bind(text.as_str())
-                    .execute(&mut self.conn)
-                    .await?;
+                rows.push((block, text));
+            }
+            for (k, chunk) in rows::chunks(&rows, LOG2_MAX_ROWS) {
+                let mut q = sqlx::query(&insert_statements()[k]);
+                for (block, text) in chunk {
+                    q = q.bind(block).bind(text.as_str());
+                }
+                q.execute(&mut self.conn).await?;
             }
             sqlx::query("UPDATE fts_position SET upto = ?1")
                 .bind(end)
@@ -391,6 +397,22 @@ impl Indexer {
             }
         }
     }
+}
+
+/// Index rows per statement for the largest shape (see `rows`).
+const LOG2_MAX_ROWS: usize = 6;
+
+/// `INSERT OR REPLACE` statements for 1, 2, 4, … 2^[`LOG2_MAX_ROWS`] index
+/// rows.
+fn insert_statements() -> &'static [String] {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    SQL.get_or_init(|| {
+        rows::statements(
+            "INSERT OR REPLACE INTO entries_fts(rowid, terms)",
+            2,
+            LOG2_MAX_ROWS,
+        )
+    })
 }
 
 /// One of FTS5's special commands with its value (`automerge`, `merge`,

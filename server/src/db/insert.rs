@@ -1,9 +1,8 @@
 //! Turning a batch's entries into `entries` rows and inserting them.
 //!
-//! Rows go in with multi-row `INSERT`s of 2^7, 2^6, …, 1 rows: a fixed set
-//! of statement shapes that sqlx prepares once per connection and caches,
-//! and one round trip to SQLite's worker thread per statement instead of
-//! one per entry. The `fields` blobs of a whole batch are encoded into one
+//! Rows go in with multi-row `INSERT`s of up to 2^7 rows (see `rows`): one
+//! round trip to SQLite's worker thread per statement instead of one per
+//! entry. The `fields` blobs of a whole batch are encoded into one
 //! reused buffer, so an entry costs no allocation of its own beyond the
 //! cursor's parts.
 
@@ -25,17 +24,15 @@ const PARAMS_PER_ROW: usize = 16;
 /// SQLite's limit of 32,766).
 const LOG2_MAX_ROWS: usize = 7;
 
-/// `INSERT` statements for 1, 2, 4, … `MAX_ROWS` rows.
+/// `INSERT` statements for 1, 2, 4, … 2^[`LOG2_MAX_ROWS`] rows.
 fn statements() -> &'static [String] {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     SQL.get_or_init(|| {
-        (0..=LOG2_MAX_ROWS)
-            .map(|k| {
-                let row = format!("({})", vec!["?"; PARAMS_PER_ROW].join(","));
-                let rows = vec![row; 1 << k].join(",");
-                format!("INSERT INTO entries ({COLUMNS}) VALUES {rows}")
-            })
-            .collect()
+        crate::db::rows::statements(
+            &format!("INSERT INTO entries ({COLUMNS})"),
+            PARAMS_PER_ROW,
+            LOG2_MAX_ROWS,
+        )
     })
 }
 
@@ -107,11 +104,8 @@ impl Inserter {
             rows.push(r);
         }
         let sql = statements();
-        let mut rest = &rows[..];
         let mut last_id = None;
-        while !rest.is_empty() {
-            let k = LOG2_MAX_ROWS.min(rest.len().ilog2() as usize);
-            let (chunk, tail) = rest.split_at(1 << k);
+        for (k, chunk) in crate::db::rows::chunks(&rows, LOG2_MAX_ROWS) {
             let mut q = sqlx::query(&sql[k]);
             for r in chunk {
                 q = q
@@ -133,7 +127,6 @@ impl Inserter {
                     .bind(&self.blobs[r.fields.clone()]);
             }
             last_id = Some(q.execute(&mut *conn).await?.last_insert_rowid());
-            rest = tail;
         }
         Ok((rows.len() as u64, last_id))
     }

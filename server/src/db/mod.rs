@@ -12,4 +12,5 @@ pub mod insert;
 pub mod intern;
 pub mod open;
 pub mod retention;
+pub mod rows;
 pub mod writer;
