@@ -154,6 +154,7 @@ impl Server {
         tasks.spawn(crate::db::checkpoint::run(
             db.checkpoint,
             stats.committed.subscribe(),
+            crate::db::checkpoint::log_bound(config.max_db_size),
             shutdown.clone(),
         ));
         let indexer = crate::db::fts::Indexer::new(db.fts)

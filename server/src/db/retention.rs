@@ -755,7 +755,7 @@ impl Retention {
         if size.wal > wal_cap {
             tracing::warn!(
                 wal_bytes = size.wal,
-                "the write-ahead log is larger than an eighth of --max-db-size; \
+                "the write-ahead log is larger than a quarter of --max-db-size; \
                  a long-running reader may be holding back checkpoints"
             );
         }
