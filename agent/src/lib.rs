@@ -17,7 +17,6 @@
 //! Any failure ends the session and a new one resumes from the server's
 //! cursor ([`shipper`]).
 
-pub mod backoff;
 pub mod batch;
 pub mod channel;
 pub mod cli;

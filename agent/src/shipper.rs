@@ -8,7 +8,6 @@
 //! once a minute, so a long outage does not flood the log ([`crate::outage`]).
 //! The counters are served on `--metrics-listen` ([`crate::metrics_http`]).
 
-use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::identity;
 use crate::metrics::{Metrics, Snapshot};
@@ -16,6 +15,7 @@ use crate::metrics_http;
 use crate::outage::OutageLog;
 use crate::reader::ReaderError;
 use crate::session::{self, Context, Origin, Outcome, SessionEnd, SessionError};
+use jr_backoff::Backoff;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -89,7 +89,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         started_at: SystemTime::now(),
         server_unpacked: AtomicBool::new(false),
     };
-    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX)?;
+    let backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX)?;
+    let mut failures = 0u32;
     let mut outage = OutageLog::default();
     let mut use_state_file = true;
     let mut sessions = 0u64;
@@ -116,7 +117,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             outage.connected();
         }
         if outcome.progressed {
-            backoff.reset();
+            failures = 0;
             outage.progressed();
             metrics.set_error("");
         }
@@ -142,7 +143,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             }
             _ => {}
         }
-        let delay = backoff.next_delay();
+        let delay = backoff.delay(failures);
+        failures = failures.saturating_add(1);
         metrics.set_error(&err);
         outage.failed(&ctx.config.server, &err, delay);
         tokio::select! {

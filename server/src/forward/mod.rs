@@ -7,14 +7,13 @@
 //! ([`sink`], [`logentries`] over [`transport`]) and advances its position
 //! in the `routes` table ([`store`]) only after the peer acknowledged the
 //! bytes. New commits wake the tasks through the writer's `committed`
-//! watch; reconnects wait a jittered [`backoff`].
+//! watch; reconnects wait a jittered [`jr_backoff`].
 //!
 //! [`Forwarder`] owns the running routes: it starts them, swaps them on a
 //! reload (SIGHUP; unchanged routes keep their task and connection, a bad
 //! file changes nothing), lists them and replays time ranges; [`service`]
 //! is its gRPC face (`jrctl routes`).
 
-pub mod backoff;
 pub mod config;
 pub mod logentries;
 pub mod route;
@@ -24,8 +23,8 @@ pub mod store;
 pub mod template;
 pub mod transport;
 
-use backoff::Backoff;
 use config::{RouteConfig, RouteList, RoutesFileError};
+use jr_backoff::Backoff;
 use logentries::Logentries;
 use route::{Cancelled, Deliverer, RouteState, RouteTask};
 use sqlx::SqlitePool;
@@ -66,7 +65,7 @@ pub enum ForwardError {
     #[error("no entry at or after the replay's start time")]
     NothingToReplay,
     #[error(transparent)]
-    Backoff(#[from] backoff::BackoffError),
+    Backoff(#[from] jr_backoff::BackoffError),
     #[error("cannot read the store")]
     Read(#[source] sqlx::Error),
 }

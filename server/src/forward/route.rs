@@ -19,11 +19,11 @@
 //! task only reads entries, so a route that is down slows neither ingest
 //! nor other routes; it just falls behind.
 
-use super::backoff::Backoff;
 use super::config::{FilterConfig, Start};
 use super::sink::{Sink, SinkError};
 use super::store::{self, Progress, Range, Row};
 use super::template::Template;
+use jr_backoff::Backoff;
 use sqlx::SqlitePool;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
