@@ -29,7 +29,13 @@ pub fn spawn(
         Some(d) => vec![d.clone()],
         None => SYSTEM_JOURNAL_DIRS.iter().map(PathBuf::from).collect(),
     };
-    if !searched.iter().any(|d| has_journal_files(d)) {
+    // The agent's own discovery decides, so that this check and the agent
+    // agree on which files there are.
+    let readable = match &directory {
+        Some(d) => vec![d.clone()],
+        None => jr_journal_file::system_journal_dirs(),
+    };
+    if !readable.iter().any(|d| has_journal_files(d)) {
         say(format_args!(
             "jr-server: --local-agent has no journal to ship: no *.journal files in {}.\n\
              jr-server: point it at one with --local-agent-directory DIR, or run \
@@ -82,24 +88,7 @@ fn shown(dirs: &[PathBuf]) -> String {
 
 /// Whether `dir` or its machine-id subdirectories hold journal files.
 fn has_journal_files(dir: &Path) -> bool {
-    let is_journal = |p: &Path| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(".journal") || n.ends_with(".journal~"))
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let p = e.path();
-        if p.is_dir() {
-            std::fs::read_dir(&p)
-                .map(|sub| sub.flatten().any(|s| is_journal(&s.path())))
-                .unwrap_or(false)
-        } else {
-            is_journal(&p)
-        }
-    })
+    jr_journal_file::journal_files(dir).is_ok_and(|files| !files.is_empty())
 }
 
 #[cfg(test)]
@@ -114,6 +103,11 @@ mod tests {
         std::fs::create_dir(&sub).unwrap();
         std::fs::write(sub.join("system.journal"), b"").unwrap();
         assert!(has_journal_files(dir.path()));
+        // journald and the agent look only into machine-id subdirectories.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir(other.path().join("archive")).unwrap();
+        std::fs::write(other.path().join("archive/system.journal"), b"").unwrap();
+        assert!(!has_journal_files(other.path()));
         assert!(!has_journal_files(&dir.path().join("missing")));
     }
 
