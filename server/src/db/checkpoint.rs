@@ -187,6 +187,41 @@ mod tests {
         std::fs::metadata(Path::new(&p)).map_or(0, |m| m.len())
     }
 
+    /// A database with one table, a writer whose own checkpoints are off
+    /// (only the task under test checkpoints) and the task running.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        db: std::path::PathBuf,
+        writer: SqliteConnection,
+        commits: watch::Sender<i64>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Fixture {
+        async fn start(bound: u64) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("t.db");
+            let mut writer = connect(&db).await;
+            writer
+                .execute("PRAGMA wal_autocheckpoint = 0")
+                .await
+                .unwrap();
+            writer.execute("CREATE TABLE t (x BLOB)").await.unwrap();
+            let (commits, rx) = watch::channel(0);
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(run(connect(&db).await, rx, bound, stop.clone()));
+            Fixture {
+                _dir: dir,
+                db,
+                writer,
+                commits,
+                stop,
+                task,
+            }
+        }
+    }
+
     /// Two readers that each read for a few milliseconds after every
     /// commit, as the indexer, tails and routes do: the writer's next
     /// commit nearly always begins while one of them still reads, so the
@@ -244,24 +279,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_log_is_emptied_though_readers_follow_every_commit() {
         const BOUND: u64 = 512 << 10;
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let mut writer = connect(&db).await;
-        // Only the task under test checkpoints.
-        writer
-            .execute("PRAGMA wal_autocheckpoint = 0")
-            .await
-            .unwrap();
-        writer.execute("CREATE TABLE t (x BLOB)").await.unwrap();
-        let (commits, rx) = watch::channel(0);
-        let stop = CancellationToken::new();
-        let checkpointer = connect(&db).await;
-        let task = tokio::spawn(run(checkpointer, rx, BOUND, stop.clone()));
-        let readers = reading_after_commits(&db, &commits, stop.clone()).await;
+        let mut fx = Fixture::start(BOUND).await;
+        let readers = reading_after_commits(&fx.db, &fx.commits, fx.stop.clone()).await;
 
-        let largest = write(&db, &mut writer, &commits, 300).await;
-        stop.cancel();
-        task.await.unwrap();
+        let largest = write(&fx.db, &mut fx.writer, &fx.commits, 300).await;
+        fx.stop.cancel();
+        fx.task.await.unwrap();
         for r in readers {
             r.await.unwrap();
         }
@@ -273,7 +296,7 @@ mod tests {
             "log grew to {largest} bytes, bound {BOUND}"
         );
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
-            .fetch_one(&mut writer)
+            .fetch_one(&mut fx.writer)
             .await
             .unwrap();
         assert_eq!(rows, 300);
@@ -281,22 +304,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reader_that_holds_on_does_not_stall_every_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let mut writer = connect(&db).await;
-        writer
-            .execute("PRAGMA wal_autocheckpoint = 0")
-            .await
-            .unwrap();
-        writer.execute("CREATE TABLE t (x BLOB)").await.unwrap();
-        let (commits, rx) = watch::channel(0);
-        let stop = CancellationToken::new();
-        let checkpointer = connect(&db).await;
-        let task = tokio::spawn(run(checkpointer, rx, 64 << 10, stop.clone()));
+        let mut fx = Fixture::start(64 << 10).await;
         // A long query: a read transaction open over every commit below.
-        let mut reader = connect(&db).await;
+        let mut reader = connect(&fx.db).await;
         sqlx::query("INSERT INTO t (x) VALUES (zeroblob(16384))")
-            .execute(&mut writer)
+            .execute(&mut fx.writer)
             .await
             .unwrap();
         let mut held = reader.begin().await.unwrap();
@@ -306,7 +318,7 @@ mod tests {
             .unwrap();
 
         let started = std::time::Instant::now();
-        write(&db, &mut writer, &commits, 100).await;
+        write(&fx.db, &mut fx.writer, &fx.commits, 100).await;
         let took = started.elapsed();
         // Giving up at 64 KiB, then at 128, 256, … 1.6 MiB: about 6 waits
         // of TRUNCATE_WAIT, not one per commit (100).
@@ -314,19 +326,19 @@ mod tests {
             took < TRUNCATE_WAIT * 20,
             "100 commits took {took:?} beside a long reader"
         );
-        assert!(log_len(&db) > 1 << 20, "the held reader kept the log");
+        assert!(log_len(&fx.db) > 1 << 20, "the held reader kept the log");
         held.commit().await.unwrap();
         // Once the reader let go, the log is emptied at the first commit
         // after RETRY_AFTER.
         tokio::time::sleep(RETRY_AFTER).await;
-        write(&db, &mut writer, &commits, 1).await;
+        write(&fx.db, &mut fx.writer, &fx.commits, 1).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        stop.cancel();
-        task.await.unwrap();
+        fx.stop.cancel();
+        fx.task.await.unwrap();
         assert!(
-            log_len(&db) < 1 << 20,
+            log_len(&fx.db) < 1 << 20,
             "log {} bytes after the reader let go",
-            log_len(&db)
+            log_len(&fx.db)
         );
     }
 }
