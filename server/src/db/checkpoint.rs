@@ -41,10 +41,7 @@ pub const WRITER_AUTOCHECKPOINT: i64 = 64 << 20;
 /// bytes, in pages of this database's size (SQLite counts in pages, and
 /// a database keeps the page size it was created with).
 pub async fn bound_writer_log(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(&mut *conn)
-        .await?;
-    let pages = WRITER_AUTOCHECKPOINT / page_size.max(512);
+    let pages = WRITER_AUTOCHECKPOINT / crate::db::open::page_size(conn).await?;
     conn.execute(format!("PRAGMA wal_autocheckpoint = {pages}").as_str())
         .await?;
     Ok(())
@@ -163,10 +160,7 @@ impl GaveUp {
 async fn prepare(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
     conn.execute(format!("PRAGMA busy_timeout = {}", TRUNCATE_WAIT.as_millis()).as_str())
         .await?;
-    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(u64::try_from(page_size).unwrap_or(4096))
+    Ok(crate::db::open::page_size(conn).await?.unsigned_abs())
 }
 
 #[cfg(test)]

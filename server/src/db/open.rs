@@ -79,6 +79,16 @@ pub(crate) fn options(path: &Path, synchronous: Synchronous) -> SqliteConnectOpt
         .disable_statement_logging()
 }
 
+/// The page size of the database `conn` has open (at least 512, SQLite's
+/// smallest): a database keeps the page size it was created with, so
+/// sizes given in bytes are turned into pages with this.
+pub(crate) async fn page_size(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(conn)
+        .await?;
+    Ok(size.max(512))
+}
+
 /// Opens (creating if needed) and migrates the database at `path`.
 pub async fn open(path: &Path, synchronous: Synchronous) -> Result<Database, OpenError> {
     let shown = path.display().to_string();

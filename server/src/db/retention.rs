@@ -443,10 +443,7 @@ pub async fn prepare(
 /// after that much (at most SQLite's default of 1000 pages) and truncates
 /// the file back to it.
 async fn bound_log(conn: &mut SqliteConnection, budget: u64) -> Result<(), sqlx::Error> {
-    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(&mut *conn)
-        .await?;
-    let pages = (budget as i64 / page_size.max(512)).clamp(32, 1000);
+    let pages = (budget as i64 / crate::db::open::page_size(conn).await?).clamp(32, 1000);
     conn.execute(format!("PRAGMA journal_size_limit = {budget}").as_str())
         .await?;
     conn.execute(format!("PRAGMA wal_autocheckpoint = {pages}").as_str())
