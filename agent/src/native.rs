@@ -54,7 +54,6 @@ const STOP_CHECK: Duration = Duration::from_millis(250);
 /// Entries between updates of the corrupt-region counter.
 const STATS_EVERY: u32 = 4096;
 const MACHINE_ID_FILE: &str = "/etc/machine-id";
-const JOURNAL_ROOTS: [&str; 2] = ["/var/log/journal", "/run/log/journal"];
 
 /// Why the native reader cannot read a source; the caller reads it with
 /// journalctl instead.
@@ -106,7 +105,7 @@ fn layout(source: &JournalSource) -> Result<Layout, OpenError> {
             return Err(OpenError::NamespacePattern(ns.clone()));
         }
         let id = machine_id().ok_or_else(|| OpenError::NoMachineId(ns.clone()))?;
-        let dirs = JOURNAL_ROOTS
+        let dirs = jr_journal_file::SYSTEM_JOURNAL_ROOTS
             .iter()
             .map(|root| Path::new(root).join(format!("{id}.{ns}")))
             .filter(|p| p.is_dir())

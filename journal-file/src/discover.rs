@@ -42,6 +42,11 @@ fn collect(dir: &Path, descend: bool, out: &mut Vec<PathBuf>) -> io::Result<()> 
     Ok(())
 }
 
+/// Where journald keeps the system journal: persistent, then volatile.
+/// Each holds a directory per machine id (and `<machine-id>.<namespace>`
+/// for namespaces).
+pub const SYSTEM_JOURNAL_ROOTS: [&str; 2] = ["/var/log/journal", "/run/log/journal"];
+
 /// The directories of the local system journal that exist: persistent
 /// (`/var/log/journal/<machine-id>`) and volatile
 /// (`/run/log/journal/<machine-id>`), or the roots when the machine id is
@@ -51,7 +56,7 @@ pub fn system_journal_dirs() -> Vec<PathBuf> {
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| is_machine_id(s));
-    ["/var/log/journal", "/run/log/journal"]
+    SYSTEM_JOURNAL_ROOTS
         .iter()
         .map(|root| match &machine_id {
             Some(id) => Path::new(root).join(id),

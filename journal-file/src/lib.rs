@@ -34,7 +34,7 @@ mod object;
 mod order;
 mod source;
 
-pub use discover::{journal_files, system_journal_dirs};
+pub use discover::{journal_files, system_journal_dirs, SYSTEM_JOURNAL_ROOTS};
 pub use early::{FieldFilter, Filtered};
 pub use error::Error;
 pub use file::{FileEntries, JournalFile};

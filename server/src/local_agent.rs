@@ -13,9 +13,6 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Where journald keeps the system journal (persistent, then volatile).
-const SYSTEM_JOURNAL_DIRS: [&str; 2] = ["/var/log/journal", "/run/log/journal"];
-
 /// Starts the in-process agent; it stops with `shutdown`.
 pub fn spawn(
     config: &ServerConfig,
@@ -25,15 +22,17 @@ pub fn spawn(
 ) {
     let directory = config.local_agent_directory.clone();
     let target = reachable(server);
-    let searched: Vec<PathBuf> = match &directory {
-        Some(d) => vec![d.clone()],
-        None => SYSTEM_JOURNAL_DIRS.iter().map(PathBuf::from).collect(),
-    };
-    // The agent's own discovery decides, so that this check and the agent
-    // agree on which files there are.
-    let readable = match &directory {
-        Some(d) => vec![d.clone()],
-        None => jr_journal_file::system_journal_dirs(),
+    // What the messages name, and where the agent's own discovery looks,
+    // so that this check and the agent agree on which files there are.
+    let (searched, readable): (Vec<PathBuf>, Vec<PathBuf>) = match &directory {
+        Some(d) => (vec![d.clone()], vec![d.clone()]),
+        None => (
+            jr_journal_file::SYSTEM_JOURNAL_ROOTS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            jr_journal_file::system_journal_dirs(),
+        ),
     };
     if !readable.iter().any(|d| has_journal_files(d)) {
         say(format_args!(
