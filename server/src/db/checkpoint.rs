@@ -56,13 +56,14 @@ const TRUNCATE_WAIT: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The size of log past which the checkpoint task waits for readers and
-/// empties it: an eighth of `--max-db-size`, at least 1 MiB (retention
-/// counts the log in the database's size), or else the writer's own
-/// threshold.
+/// empties it: the writer's own threshold, or with `--max-db-size` an
+/// eighth of it (retention counts the log in the database's size), at
+/// least 1 MiB and never more than without a limit.
 pub fn log_bound(max_db_size: Option<u64>) -> u64 {
+    let unlimited = WRITER_AUTOCHECKPOINT as u64;
     match max_db_size {
-        Some(limit) => (limit / 8).max(1 << 20),
-        None => WRITER_AUTOCHECKPOINT as u64,
+        Some(limit) => (limit / 8).clamp(1 << 20, unlimited),
+        None => unlimited,
     }
 }
 
@@ -268,6 +269,14 @@ mod tests {
             largest = largest.max(log_len(db));
         }
         largest
+    }
+
+    #[test]
+    fn a_size_limit_lowers_the_bound_and_never_raises_it() {
+        assert_eq!(log_bound(None), 64 << 20);
+        assert_eq!(log_bound(Some(8 << 20)), 1 << 20);
+        assert_eq!(log_bound(Some(100 << 20)), (100 << 20) / 8);
+        assert_eq!(log_bound(Some(1 << 40)), 64 << 20);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
