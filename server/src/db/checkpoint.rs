@@ -77,13 +77,10 @@ pub async fn run(
     bound: u64,
     shutdown: CancellationToken,
 ) {
-    let page_size = match prepare(&mut conn).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot set up the checkpoint connection; the writer's own checkpoints bound the log");
-            return;
-        }
-    };
+    // Set up at the first commit, and again at the next one if that
+    // failed (a lock at start-up): the task never stops checkpointing
+    // over a passing error.
+    let mut page_size: Option<u64> = None;
     let mut gave_up: Option<GaveUp> = None;
     loop {
         tokio::select! {
@@ -95,6 +92,16 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
         }
         commits.borrow_and_update();
+        let page_size = match page_size {
+            Some(p) => p,
+            None => match prepare(&mut conn).await {
+                Ok(p) => *page_size.insert(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot set up the checkpoint connection; will retry after the next commit");
+                    continue;
+                }
+            },
+        };
         // (busy, frames in the log, frames copied); busy means another
         // checkpoint (the writer's own) holds the lock: nothing to do.
         let done = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
